@@ -1,0 +1,304 @@
+"""Find finished runs on disk and gather them into one `Study` the rest of the analysis reads.
+
+Faithfulness runs (one approach each) give per-image rows; training runs give accuracy
+and class counts. A published table (CSV in Table 1's layout) can stand in for runs.
+Anything missing or partial is recorded in `Study.incomplete` instead of failing, so
+the report still renders what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from embryo_xai.analysis.spec import METRICS, Approach, method_key, metric_key, model_key
+
+ROWS_FILE = "faithfulness_rows.csv"
+SUMMARY_FILE = "summary.json"
+MAPS_FILE = "maps.npz"
+TRAIN_FILE = "test_metrics.json"
+PRODUCER_COMMAND = "python -m embryo_xai.faithfulness model=<model> method=<method> ckpt_path=<best.ckpt>"
+IMAGE_COLUMNS = ("image_id", "video", "run", "label", "stage")
+
+
+class NoResultsError(FileNotFoundError):
+    """No faithfulness results were found where the report looked."""
+
+
+@dataclass
+class TrainingRun:
+    """The test metrics of one training run (accuracy in [0, 1] as written by the test loop)."""
+
+    run_dir: Path
+    model: str
+    acc_video: float
+    acc_frame: float
+    per_stage_acc: dict[str, float]
+    class_counts: dict[str, dict[str, int]]
+
+
+@dataclass
+class Study:
+    """Everything the tables and figures need, with approaches in the paper's order.
+
+    `values[a, m, i]` is metric `METRICS[m]` of approach `a` on image `image_ids[i]`
+    (NaN where undefined or absent); it is None when only published means are known.
+    """
+
+    approaches: list[Approach]
+    means: pd.DataFrame
+    accuracy: pd.Series
+    values: np.ndarray | None = None
+    image_ids: np.ndarray | None = None
+    images: pd.DataFrame | None = None
+    incomplete: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["approach", "metric", "problem"])
+    )
+    trainings: list[TrainingRun] = field(default_factory=list)
+    run_dirs: dict[Approach, list[Path]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return [a.label for a in self.approaches]
+
+
+def find_runs(roots: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Faithfulness run dirs and training run dirs found recursively under `roots`."""
+    faithfulness: set[Path] = set()
+    training: set[Path] = set()
+    for root in map(Path, roots):
+        if not root.exists():
+            continue
+        for name in (ROWS_FILE, SUMMARY_FILE, MAPS_FILE):
+            faithfulness.update(p.parent for p in root.rglob(name))
+        training.update(p.parent for p in root.rglob(TRAIN_FILE))
+    return sorted(faithfulness), sorted(training)
+
+
+def load_training_runs(run_dirs: list[Path]) -> list[TrainingRun]:
+    runs = []
+    for run_dir in run_dirs:
+        data = json.loads((run_dir / TRAIN_FILE).read_text())
+        runs.append(
+            TrainingRun(
+                run_dir=run_dir,
+                model=model_key(data.get("model", "")),
+                acc_video=float(data.get("test/acc_video", math.nan)),
+                acc_frame=float(data.get("test/acc_frame", math.nan)),
+                per_stage_acc={k: float(v) for k, v in data.get("per_stage_acc", {}).items()},
+                class_counts={s: {k: int(v) for k, v in c.items()} for s, c in data.get("class_counts", {}).items()},
+            )
+        )
+    return runs
+
+
+def _checkpoint_paths(run_dir: Path) -> list[Path]:
+    """Every `.ckpt` path named in a faithfulness run's Hydra config (whatever its key)."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.exists():
+        return []
+    try:
+        container = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+    except Exception:  # a broken config only costs the accuracy link
+        return []
+    found: list[Path] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.endswith(".ckpt"):
+            found.append(Path(node))
+
+    walk(container)
+    return found
+
+
+def _training_for(approach: Approach, run_dirs: list[Path], trainings: list[TrainingRun]) -> TrainingRun | None:
+    """The training run whose checkpoint the approach explained, else the newest run of that model."""
+    candidates = [t for t in trainings if t.model == approach.model]
+    for ckpt in (c for d in run_dirs for c in _checkpoint_paths(d)):
+        for run in candidates:
+            try:
+                if ckpt.resolve().is_relative_to(run.run_dir.resolve()):
+                    return run
+            except OSError:
+                continue
+    if not candidates:
+        return None
+    return max(candidates, key=lambda t: (t.run_dir / TRAIN_FILE).stat().st_mtime)
+
+
+def _read_rows(run_dir: Path) -> pd.DataFrame | None:
+    rows_file = run_dir / ROWS_FILE
+    if not rows_file.exists() or rows_file.stat().st_size == 0:
+        return None
+    rows = pd.read_csv(rows_file)
+    if rows.empty:
+        return None
+    rows["model"] = rows["model"].map(model_key)
+    rows["method"] = rows["method"].map(method_key)
+    rows["metric"] = rows["metric"].map(metric_key)
+    rows["_order"] = rows_file.stat().st_mtime
+    return rows
+
+
+def _read_summary(run_dir: Path) -> dict | None:
+    summary_file = run_dir / SUMMARY_FILE
+    return json.loads(summary_file.read_text()) if summary_file.exists() else None
+
+
+def _approach_of(run_dir: Path, rows: pd.DataFrame | None, summary: dict | None) -> Approach | None:
+    if rows is not None:
+        return Approach(rows["model"].iloc[0], rows["method"].iloc[0])
+    if summary is not None and "model" in summary and "method" in summary:
+        return Approach(model_key(summary["model"]), method_key(summary["method"]))
+    return None
+
+
+def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Study:
+    """Gather faithfulness runs (per-image rows) and training runs into a `Study`.
+
+    Raises NoResultsError, naming the command that produces results, when no
+    faithfulness run holds any usable result.
+    """
+    problems: list[tuple[str, str, str]] = []
+    frames: list[pd.DataFrame] = []
+    summaries: dict[Approach, list[dict]] = {}
+    run_dirs: dict[Approach, list[Path]] = {}
+    for run_dir in faithfulness_dirs:
+        rows, summary = _read_rows(run_dir), _read_summary(run_dir)
+        approach = _approach_of(run_dir, rows, summary)
+        if approach is None:
+            problems.append((str(run_dir), "all", "no rows and no summary: nothing to read"))
+            continue
+        run_dirs.setdefault(approach, []).append(run_dir)
+        if summary is not None:
+            summaries.setdefault(approach, []).append(summary)
+        if rows is not None:
+            frames.append(rows)
+    if not frames and not any(s.get("means") for group in summaries.values() for s in group):
+        where = ", ".join(map(str, faithfulness_dirs)) or "the searched folders"
+        raise NoResultsError(
+            f"No faithfulness results found in {where}. Produce them first with:\n  {PRODUCER_COMMAND}\n"
+            "(one run per approach; then run `python -m embryo_xai.report runs=[<dirs>]`), "
+            "or analyse a published table with `python -m embryo_xai.report table1_csv=<file>`."
+        )
+    approaches = sorted(run_dirs, key=lambda a: a.sort_key)
+    rows = _deduplicated(pd.concat(frames, ignore_index=True)) if frames else None
+    values, image_ids, images = _value_cube(rows, approaches) if rows is not None else (None, None, None)
+    means = pd.DataFrame(np.nan, index=[a.label for a in approaches], columns=list(METRICS))
+    if values is not None:
+        means.loc[:, :] = nanmean(values, axis=2)
+    for a in approaches:
+        for summary in summaries.get(a, []):
+            for metric, mean in (summary.get("means") or {}).items():
+                if metric_key(metric) in means.columns and np.isnan(means.at[a.label, metric_key(metric)]):
+                    means.at[a.label, metric_key(metric)] = float(mean)
+    problems += _completeness_problems(approaches, values, summaries)
+    trainings = load_training_runs(training_dirs)
+    accuracy = pd.Series(np.nan, index=means.index, name="accuracy")
+    for a in approaches:
+        training = _training_for(a, run_dirs[a], trainings)
+        if training is not None:
+            accuracy[a.label] = 100.0 * training.acc_video
+    return Study(
+        approaches=approaches, means=means, accuracy=accuracy, values=values, image_ids=image_ids,
+        images=images, incomplete=pd.DataFrame(problems, columns=["approach", "metric", "problem"]),
+        trainings=trainings, run_dirs=run_dirs,
+    )
+
+
+def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; an all-NaN slice is an expected NaN (undefined metric), not a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _deduplicated(rows: pd.DataFrame) -> pd.DataFrame:
+    """One value per (approach, image, metric): a resumed or repeated run keeps its newest row."""
+    rows = rows.sort_values("_order", kind="stable")
+    return rows.drop_duplicates(["model", "method", "image_id", "metric"], keep="last").drop(columns="_order")
+
+
+def _value_cube(rows: pd.DataFrame, approaches: list[Approach]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Pivot long rows into values (approach, metric, image) over the union of images."""
+    image_ids = np.sort(rows["image_id"].unique())
+    approach_index = {(a.model, a.method): i for i, a in enumerate(approaches)}
+    a_idx = np.array([approach_index[k] for k in zip(rows["model"], rows["method"])])
+    known = rows["metric"].isin(METRICS).to_numpy()
+    m_idx = rows["metric"].map({m: i for i, m in enumerate(METRICS)}).to_numpy()
+    i_idx = np.searchsorted(image_ids, rows["image_id"].to_numpy())
+    values = np.full((len(approaches), len(METRICS), len(image_ids)), np.nan)
+    values[a_idx[known], m_idx[known].astype(int), i_idx[known]] = rows["value"].to_numpy(dtype=float)[known]
+    present = [c for c in IMAGE_COLUMNS if c in rows.columns]
+    images = rows[present].drop_duplicates("image_id").set_index("image_id").loc[image_ids].reset_index()
+    return values, image_ids, images
+
+
+def _completeness_problems(
+    approaches: list[Approach], values: np.ndarray | None, summaries: dict[Approach, list[dict]]
+) -> list[tuple[str, str, str]]:
+    """Which approaches/metrics lack rows, cover fewer images than the others, or are undefined."""
+    problems: list[tuple[str, str, str]] = []
+    if values is not None:
+        n_images = values.shape[2]
+        # An image "was scored" for a metric when a row exists; NaN rows are undefined, not absent.
+        for a_i, a in enumerate(approaches):
+            for m_i, metric in enumerate(METRICS):
+                n_defined = int(np.isfinite(values[a_i, m_i]).sum())
+                if n_defined == 0:
+                    problems.append((a.label, metric.upper(), "missing: no defined value"))
+                elif n_defined < n_images:
+                    problems.append((a.label, metric.upper(), f"partial: {n_defined}/{n_images} images defined"))
+    for a in approaches:
+        group = summaries.get(a, [])
+        if not group:
+            problems.append((a.label, "all", "no summary.json (run interrupted?)"))
+        elif not any(s.get("complete", False) for s in group):
+            problems.append((a.label, "all", "run not complete (summary.json complete=false)"))
+        if values is None or not np.isfinite(values[approaches.index(a)]).any():
+            if group:
+                problems.append((a.label, "all", "no per-image rows: means from summary.json only"))
+    return problems
+
+
+def load_published_table(csv_path: str | Path) -> Study:
+    """A table of approach means in Table 1's layout (model, method, metric columns, accuracy).
+
+    Accuracy is in percent as printed; an empty accuracy cell inherits the model's value
+    from another row (the paper prints the CNN's accuracy once for its five methods).
+    """
+    table = pd.read_csv(csv_path, dtype={"method": str}, keep_default_na=False, na_values=[""])
+    table.columns = [c.strip() for c in table.columns]
+    lower = {c.lower(): c for c in table.columns}
+    approaches = [Approach(model_key(m), method_key(t)) for m, t in zip(table[lower["model"]], table[lower["method"]])]
+    means = pd.DataFrame(
+        {m: pd.to_numeric(table[lower[m]], errors="coerce").to_numpy() for m in METRICS if m in lower},
+        index=[a.label for a in approaches],
+    ).reindex(columns=list(METRICS))
+    accuracy = pd.Series(np.nan, index=means.index, name="accuracy")
+    if "accuracy" in lower:
+        raw = pd.to_numeric(table[lower["accuracy"]], errors="coerce")
+        per_model = pd.Series(raw.to_numpy(), index=[a.model for a in approaches]).dropna()
+        per_model = per_model[~per_model.index.duplicated()]
+        accuracy[:] = [per_model.get(a.model, np.nan) for a in approaches]
+    # The table's own row order is kept: it is the "order of appearance" that breaks rank ties.
+    labels = [a.label for a in approaches]
+    missing = [(label, m.upper(), "missing in table") for label in labels for m in METRICS
+               if np.isnan(means.at[label, m])]
+    return Study(
+        approaches=approaches, means=means, accuracy=accuracy,
+        incomplete=pd.DataFrame(missing, columns=["approach", "metric", "problem"]),
+    )

@@ -1,0 +1,20 @@
+"""AM: mean over channels of the target layer's feature maps (DESIGN §5). Class-agnostic."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from embryo_xai.explainers.base import Explainer
+
+
+class ActivationMap(Explainer):
+    """Channel mean of the target layer's maps; ``targets`` only validated (the map ignores them)."""
+
+    name = "am"
+
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        with torch.inference_mode():
+            acts = self.layer_activations(model, images)
+            self.resolve_targets(acts.logits, targets)
+            return acts.features.mean(dim=1)

@@ -1,0 +1,28 @@
+"""Attention maps of attention models (ABN, B-CNN, IBP, BR-NPA): ``model.attention(x)`` through the
+explainer interface (``method=attention``). Class-agnostic: ``targets`` are only validated."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from embryo_xai.explainers.base import Explainer
+
+
+class AttentionMap(Explainer):
+    name = "attention"
+    uses_layer = False
+
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        if not getattr(model, "has_attention", False):
+            from embryo_xai.explainers import list_explainers
+
+            post_hoc = [name for name in list_explainers() if name != self.name]
+            raise ValueError(f"{type(model).__name__} has no attention map (has_attention is False); "
+                             f"use a post-hoc method: {', '.join(post_hoc)}")
+        with torch.inference_mode():
+            maps = model.attention(images)
+        if maps.ndim != 3 or len(maps) != len(images):
+            raise ValueError(f"{type(model).__name__}.attention must return (B, h, w), "
+                             f"got {tuple(maps.shape)}")
+        return maps

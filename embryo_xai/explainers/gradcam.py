@@ -1,0 +1,20 @@
+"""Grad-CAM (Selvaraju 2017): channel weights = spatial mean of dS/dA; map = relu(Σ_k w_k A_k).
+
+S is the explained class score (``score``: softmax probability by default, or logit as in
+pytorch-grad-cam's ``ClassifierOutputTarget``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from embryo_xai.explainers.base import Explainer, gradients_at_layer, weighted_channel_sum
+
+
+class GradCAM(Explainer):
+    name = "gradcam"
+
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        features, grads = gradients_at_layer(self, model, images, targets)
+        return weighted_channel_sum(grads.mean(dim=(2, 3)), features)

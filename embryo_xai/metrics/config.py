@@ -1,0 +1,127 @@
+"""Names and options of the faithfulness metrics (paper §2.2, DESIGN §6).
+
+Every option defaults to the paper's choice; the ``*_package`` values select the
+conventions of the authors' ``saliency-maps-metrics`` package where it differs
+from the paper's text (see ``PACKAGE_CONVENTIONS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+METRIC_NAMES: tuple[str, ...] = ("dauc", "iauc", "dc", "ic", "iic", "ad", "add")
+#: Direction of improvement, used by the analysis (ranks, Kendall tau on negated values).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "dauc": False, "iauc": True, "dc": True, "ic": True, "iic": True, "ad": False, "add": True,
+}
+#: The two families found by the paper (§4): masking vs highlighting salient areas.
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "mask": ("dauc", "dc", "add"),
+    "highlight": ("iauc", "ic", "ad", "iic"),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "deletion_substrate": ("black", "blur", "gaussian", "mean"),
+    "insertion_start": ("blur", "gaussian", "black", "mean"),
+    "upsample": ("bilinear", "bicubic", "nearest"),
+    "score": ("probability", "logit"),
+    "step_grouping": ("even", "fixed_size"),
+    "auc_x": ("fraction", "step"),
+    "explained_class": ("prediction", "label"),
+}
+
+
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    """Options of the metric engine; defaults reproduce the paper.
+
+    - ``deletion_substrate``: what replaces a deleted block (paper: black).
+    - ``insertion_start``: the image insertion starts from (paper: blur). ``blur`` is the
+      authors' box blur (kernel ``max(H // 5, 9)`` made odd, zero padding); ``gaussian``
+      uses ``blur_kernel`` and ``blur_sigma`` (torchvision's default sigma when None).
+    - ``blur_kernel``: kernel size of both blurs; None = the authors' ``max(H // 5, 9)``, odd.
+    - ``upsample``: interpolation of the map for IIC/AD/ADD (align_corners=False).
+    - ``normalize_after_upsample``: paper's ``norm(upsamp(S))`` (True) or the package's
+      ``upsamp(norm(S))`` (False; bicubic may then leave [0, 1], as in the package).
+    - ``clip_add``: ADD = max(0, c_I - c_{I_1-m}) / c_I as in the paper (True); the package
+      returns the unclipped ratio (False).
+    - ``normalize_curve``: divide the DAUC/IAUC curve by its max (paper) or not (package).
+    - ``auc_x``: abscissa of the curves: ``fraction`` of image pixels changed (paper's p_k)
+      or ``step`` index / n (package); identical when blocks and groups have equal sizes.
+    - ``max_steps``: cap on perturbation steps; maps with more blocks are grouped.
+    - ``step_grouping``: ``even`` = exactly ``min(max_steps, N)`` contiguous groups of the
+      ranking whose sizes differ by at most one; ``fixed_size`` = the package's groups of
+      ``N // min(max_steps, N)`` blocks (may give more than ``max_steps`` steps).
+    - ``score``: softmax probability of the explained class (paper) or its logit.
+    - ``explained_class``: read by ``FaithfulnessMetric.update`` (which gets batch labels):
+      ``prediction`` ignores them, ``label`` explains them. ``faithfulness()`` always
+      explains ``targets`` when given and the prediction otherwise.
+    - ``batch_size``: images per model forward; ``images_per_group``: images whose
+      perturbations are built together (bounds memory independently of the batch).
+    """
+
+    deletion_substrate: str = "black"
+    insertion_start: str = "blur"
+    blur_kernel: int | None = None
+    blur_sigma: float | None = None
+    upsample: str = "bilinear"
+    normalize_after_upsample: bool = True
+    clip_add: bool = True
+    normalize_curve: bool = True
+    auc_x: str = "fraction"
+    max_steps: int = 196
+    step_grouping: str = "even"
+    score: str = "probability"
+    explained_class: str = "prediction"
+    batch_size: int = 64
+    images_per_group: int = 16
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        for name in ("max_steps", "batch_size", "images_per_group"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.blur_kernel is not None and (self.blur_kernel < 1 or self.blur_kernel % 2 == 0):
+            raise ValueError(f"blur_kernel must be a positive odd integer, got {self.blur_kernel}")
+
+    @classmethod
+    def from_kwargs(cls, **cfg: Any) -> FaithfulnessConfig:
+        """Build from keyword options (e.g. a Hydra node), naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"unknown faithfulness option(s) {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**cfg)
+
+
+#: Options that reproduce ``saliency-maps-metrics`` 0.0.26 (the paper authors' package).
+#: Two further differences are not options: its IIC/AD/ADD min-max normalise over the whole
+#: batch at once (call it one image at a time to get per-image maps, as the paper defines),
+#: and when no class list is given its Insertion explains the class predicted on the
+#: *blurred* start image; pass the predicted classes explicitly to it.
+PACKAGE_CONVENTIONS: dict[str, Any] = {
+    "normalize_curve": False,
+    "auc_x": "step",
+    "step_grouping": "fixed_size",
+    "upsample": "bicubic",
+    "normalize_after_upsample": False,
+    "clip_add": False,
+}
+
+
+def package_config(**overrides: Any) -> FaithfulnessConfig:
+    """Config matching the authors' package, with optional overrides."""
+    return replace(FaithfulnessConfig(**PACKAGE_CONVENTIONS), **overrides)
+
+
+def check_metric_names(metrics: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Normalise a metric selection; unknown names raise with the list of valid ones."""
+    names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    names = tuple(name.lower() for name in names)
+    unknown = [name for name in names if name not in METRIC_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown metric(s) {unknown or '(none given)'}; known metrics: {', '.join(METRIC_NAMES)}")
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,92 @@
+"""The one LightningModule that trains, validates and tests every registered model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from embryo_xai.data.stages import NUM_CLASSES
+from embryo_xai.models.accuracy import PerVideoAccuracy
+from embryo_xai.models.registry import create_model
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def build_optimizer(params, name: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        kwargs["momentum"] = momentum
+    return OPTIMIZERS[name](params, **kwargs)
+
+
+class EmbryoLitModule(pl.LightningModule):
+    """Wraps ``create_model(**net)``: the model's own loss for training, frame and per-video
+    accuracy (torchmetrics, DDP-synced) for validation and test, per-stage test accuracy."""
+
+    def __init__(self, net: dict, optimizer: dict | None = None, scheduler: str = "cosine",
+                 num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(num_classes=num_classes, **net)
+        self.train_loss = MeanMetric()
+        self.metrics = torch.nn.ModuleDict({
+            split: torch.nn.ModuleDict({
+                "acc_frame": MulticlassAccuracy(num_classes, average="micro"),
+                "acc_video": PerVideoAccuracy(),
+            })
+            for split in ("val", "test")
+        })
+        self.test_per_stage = MulticlassAccuracy(num_classes, average="none")
+        self.test_predictions: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self.net.forward_train(batch["image"])
+        losses = self.net.loss(outputs, batch["label"])
+        self.train_loss(losses["loss"])
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        for name, value in losses.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, on_step=False, on_epoch=True)
+        return losses["loss"]
+
+    def _evaluate(self, batch: dict, split: str) -> torch.Tensor:
+        logits = self.net(batch["image"])
+        preds = logits.argmax(dim=1)
+        metrics = self.metrics[split]
+        metrics["acc_frame"](preds, batch["label"])
+        metrics["acc_video"](preds, batch["label"], batch["video_idx"])
+        for name, metric in metrics.items():
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc_video")
+        return preds
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        preds = self._evaluate(batch, "test")
+        self.test_per_stage.update(preds, batch["label"])
+        self.test_predictions.append({"index": batch["index"], "label": batch["label"], "prediction": preds,
+                                      "video_idx": batch["video_idx"], "run": batch["run"]})
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameters(), **(self.hparams.optimizer or {}))
+        if self.hparams.scheduler in (None, "none"):
+            return optimizer
+        if self.hparams.scheduler != "cosine":
+            raise ValueError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
+        epochs = max(1, self.trainer.max_epochs or 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

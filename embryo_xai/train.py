@@ -1,0 +1,109 @@
+"""``python -m embryo_xai.train [overrides]``: train, restore the best checkpoint, test.
+
+Returns the optimised metric (``optimized_metric``, validation per-video accuracy by
+default) so Optuna and multirun sweeps can use it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from embryo_xai.data.stages import STAGES
+from embryo_xai.utils import instantiate_dict, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor))
+            and (not isinstance(v, torch.Tensor) or v.numel() == 1)}
+
+
+def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, metrics: dict,
+                       best_ckpt: str | None) -> dict:
+    """``test_metrics.json`` (accuracies, per-stage accuracy, class counts) and
+    ``test_predictions.csv`` (one row per test frame) for the report."""
+    per_stage = model.test_per_stage.compute().tolist()
+    payload = {
+        "model": cfg.model.net.name,
+        "test/acc_video": metrics.get("test/acc_video"),
+        "test/acc_frame": metrics.get("test/acc_frame"),
+        "per_stage_acc": dict(zip(STAGES, per_stage)),
+        "class_counts": datamodule.class_counts(),
+        "best_ckpt": best_ckpt,
+        "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+    }
+    write_json(output_dir / "test_metrics.json", payload)
+    if model.test_predictions:
+        rows = {k: torch.cat([p[k] for p in model.test_predictions]).tolist() for k in model.test_predictions[0]}
+        frames = datamodule.datasets["test"].frames
+        with open(output_dir / "test_predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["video", "run", "label", "stage", "prediction"])
+            for index, label, prediction in zip(rows["index"], rows["label"], rows["prediction"]):
+                writer.writerow([frames[index].video, frames[index].run, label, STAGES[label], prediction])
+    return payload
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test as configured; returns the logged scalar metrics."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if trainer.is_global_zero:
+        # The resolved config travels with the checkpoint, so a checkpoint explains itself.
+        (output_dir / "checkpoints").mkdir(exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "checkpoints" / "config.yaml", resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(_scalars(trainer.callback_metrics))
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not cfg.get("train", True):
+            best = cfg.get("ckpt_path") or ""
+            if not best:
+                raise ValueError("test-only run (train=false) needs ckpt_path=<checkpoint>")
+        if not best:
+            log.warning("no best checkpoint found: testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(_scalars(trainer.callback_metrics))
+        if trainer.is_global_zero:
+            write_test_outputs(output_dir, cfg, model, datamodule, metrics, best or None)
+            log.info("test per-video accuracy: %.4f (frame accuracy %.4f); run dir: %s",
+                     metrics.get("test/acc_video", float("nan")), metrics.get("test/acc_frame", float("nan")),
+                     output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+if __name__ == "__main__":
+    main()
