@@ -134,13 +134,13 @@ def test_datamodule_batches(tiny_dataset):
               torch.tensor([dm.datasets[s].video_to_idx[f.video] for f in dm.datasets[s].frames])}}
               for s in ("train", "val", "test")}
     assert splits["train"].isdisjoint(splits["test"]) and splits["val"].isdisjoint(splits["test"])
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
     assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
     assert torch.equal(batch["image"][:, 0], batch["image"][:, 2])  # grayscale repeated
     assert {"label", "video_idx", "run", "index"} <= set(batch)
-    test_batch = next(iter(dm.test_dataloader()))
-    again = next(iter(dm.test_dataloader()))
+    test_batch = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    again = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert torch.equal(test_batch["image"], again["image"])  # centre crop is deterministic
     counts = dm.class_counts()
     assert sum(sum(c.values()) for c in counts.values()) == info["expected_frames"]

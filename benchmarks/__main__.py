@@ -1,0 +1,11 @@
+"""Run every benchmark in one process, one after the other (one table each)."""
+
+import importlib
+import sys
+
+BENCHES = ["bench_data", "bench_explainers", "bench_metrics"]
+
+if __name__ == "__main__":
+    only = sys.argv[1:] or BENCHES
+    for name in only:
+        importlib.import_module(f"benchmarks.{name}").main([])
