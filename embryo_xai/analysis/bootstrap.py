@@ -8,6 +8,7 @@ matrix product instead of a loop over resamples.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,9 @@ def resample_counts(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_images, size=(n_resamples, n_images))
     offsets = (np.arange(n_resamples) * n_images)[:, None]
-    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(n_resamples, n_images)
+    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(
+        n_resamples, n_images
+    )
 
 
 def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -45,7 +48,11 @@ def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def bootstrap(
-    values: np.ndarray, approaches: list[Approach], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    values: np.ndarray,
+    approaches: list[Approach],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> BootstrapResult:
     """Percentile CIs of every approach × metric mean and every group average rank.
 
@@ -55,7 +62,9 @@ def bootstrap(
     counts = resample_counts(values.shape[2], n_resamples, seed)
     boot = resampled_means(values, counts)  # (B, A, M)
     tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
+    with warnings.catch_warnings():  # a metric an approach never defined has an all-NaN interval
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
     labels = [a.label for a in approaches]
     point = nanmean(values, axis=2)
     means = pd.DataFrame(
@@ -75,8 +84,12 @@ def bootstrap(
         frames.append(
             pd.DataFrame(
                 {
-                    "group": group, "approach": labels, "average_rank": point_ranks[group],
-                    "low": r_low, "high": r_high, "p_first": first,
+                    "group": group,
+                    "approach": labels,
+                    "average_rank": point_ranks[group],
+                    "low": r_low,
+                    "high": r_high,
+                    "p_first": first,
                 }
             )
         )

@@ -62,17 +62,25 @@ def tsne(distance: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.nd
     from sklearn.manifold import TSNE
 
     perplexity = float(min(perplexity, max(1.0, (distance.shape[0] - 1) / 3)))
-    model = TSNE(n_components=2, metric="precomputed", init="random", perplexity=perplexity, random_state=seed)
+    model = TSNE(
+        n_components=2, metric="precomputed", init="random", perplexity=perplexity, random_state=seed
+    )
     return model.fit_transform(distance)
 
 
-def umap_embedding(distance: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+def umap_embedding(
+    distance: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
+) -> np.ndarray:
     """UMAP of the same precomputed matrix -> (K, 2) (the paper could not: no numba tau)."""
     import umap
 
     n_neighbors = int(min(n_neighbors, distance.shape[0] - 1))
     model = umap.UMAP(
-        n_components=2, metric="precomputed", n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
+        n_components=2,
+        metric="precomputed",
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        random_state=seed,
         n_jobs=1,
     )
     return model.fit_transform(distance)

@@ -34,7 +34,9 @@ def kendall_heatmap(tau: pd.DataFrame, stem: Path, title: str = "Kendall tau-b b
     ax.set_yticks(range(len(tau.index)), tau.index)
     for (i, j), value in np.ndenumerate(tau.to_numpy(dtype=float)):
         text = "–" if np.isnan(value) else f"{value:.2f}"
-        ax.text(j, i, text, ha="center", va="center", color="white" if abs(value) > 0.6 else "black", fontsize=10)
+        ax.text(
+            j, i, text, ha="center", va="center", color="white" if abs(value) > 0.6 else "black", fontsize=10
+        )
     fig.colorbar(image, ax=ax, label="tau-b")
     ax.set_title(title)
     return save(fig, stem)
@@ -46,8 +48,14 @@ def embedding_scatter(coords: np.ndarray, metric: np.ndarray, stem: Path, title:
     for key in dict.fromkeys(metric):
         label = METRIC_LABELS.get(key, key)
         chosen = metric == key
-        ax.scatter(coords[chosen, 0], coords[chosen, 1], s=14, alpha=0.75, label=label,
-                   color=METRIC_COLORS.get(label))
+        ax.scatter(
+            coords[chosen, 0],
+            coords[chosen, 1],
+            s=14,
+            alpha=0.75,
+            label=label,
+            color=METRIC_COLORS.get(label),
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
@@ -62,8 +70,15 @@ def rank_intervals(ranks: pd.DataFrame, stem: Path, level: float) -> Path:
     for ax, group in zip(axes[0], groups):
         part = ranks[ranks["group"] == group].reset_index(drop=True)
         y = np.arange(len(part))
-        ax.errorbar(part["average_rank"], y, xerr=[part["average_rank"] - part["low"], part["high"] - part["average_rank"]],
-                    fmt="o", color="tab:blue", ecolor="gray", capsize=3)
+        ax.errorbar(
+            part["average_rank"],
+            y,
+            xerr=[part["average_rank"] - part["low"], part["high"] - part["average_rank"]],
+            fmt="o",
+            color="tab:blue",
+            ecolor="gray",
+            capsize=3,
+        )
         ax.set_yticks(y, part["approach"])
         ax.invert_yaxis()
         ax.set_xlabel("average rank (1 = best)")
@@ -78,8 +93,12 @@ def grouped_bars(table: pd.DataFrame, stem: Path, title: str, ylabel: str, log: 
     width = 0.8 / max(1, len(table.columns))
     x = np.arange(len(table))
     for k, column in enumerate(table.columns):
-        ax.bar(x + (k - (len(table.columns) - 1) / 2) * width, table[column].to_numpy(dtype=float), width,
-               label=str(column))
+        ax.bar(
+            x + (k - (len(table.columns) - 1) / 2) * width,
+            table[column].to_numpy(dtype=float),
+            width,
+            label=str(column),
+        )
     ax.set_xticks(x, table.index, rotation=45, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -115,7 +134,9 @@ def gallery(
             if frames[r] is not None:
                 ax.imshow(frames[r], cmap="gray", vmin=0, vmax=1)
             if c > 0 and np.isfinite(maps[r, c - 1]).any():
-                ax.imshow(maps[r, c - 1], cmap=cmap, vmin=0, vmax=1, alpha=alpha if frames[r] is not None else 1.0)
+                ax.imshow(
+                    maps[r, c - 1], cmap=cmap, vmin=0, vmax=1, alpha=alpha if frames[r] is not None else 1.0
+                )
             if r == 0:
                 ax.set_title(column_titles[c], fontsize=10)
         axes[r, 0].set_ylabel(row_titles[r], fontsize=9)

@@ -62,8 +62,12 @@ def metric_kendall(means: pd.DataFrame) -> pd.DataFrame:
     oriented = means.to_numpy(dtype=float) * np.array([signed_for_higher_better(m) for m in metrics])
     columns = oriented.T  # one row per metric
     if np.isnan(columns).any():
-        tau = np.array([[_tau_complete(columns[i], columns[j]) for j in range(len(metrics))]
-                        for i in range(len(metrics))])
+        tau = np.array(
+            [
+                [_tau_complete(columns[i], columns[j]) for j in range(len(metrics))]
+                for i in range(len(metrics))
+            ]
+        )
     else:
         tau = tau_b_matrix(columns)
     labels = [METRIC_LABELS.get(m, m) for m in metrics]

@@ -42,6 +42,7 @@ class TrainingRun:
     acc_frame: float
     per_stage_acc: dict[str, float]
     class_counts: dict[str, dict[str, int]]
+    best_ckpt: Path | None = None
 
 
 @dataclass
@@ -82,7 +83,13 @@ def find_runs(roots: list[str | Path]) -> tuple[list[Path], list[Path]]:
     return sorted(faithfulness), sorted(training)
 
 
+def _float(value: object) -> float:
+    """A JSON number, with null (metric not computed) read as NaN."""
+    return math.nan if value is None else float(value)
+
+
 def load_training_runs(run_dirs: list[Path]) -> list[TrainingRun]:
+    """Test metrics of every training run, oldest first (so later entries are the newest)."""
     runs = []
     for run_dir in run_dirs:
         data = json.loads((run_dir / TRAIN_FILE).read_text())
@@ -90,13 +97,16 @@ def load_training_runs(run_dirs: list[Path]) -> list[TrainingRun]:
             TrainingRun(
                 run_dir=run_dir,
                 model=model_key(data.get("model", "")),
-                acc_video=float(data.get("test/acc_video", math.nan)),
-                acc_frame=float(data.get("test/acc_frame", math.nan)),
-                per_stage_acc={k: float(v) for k, v in data.get("per_stage_acc", {}).items()},
-                class_counts={s: {k: int(v) for k, v in c.items()} for s, c in data.get("class_counts", {}).items()},
+                acc_video=_float(data.get("test/acc_video")),
+                acc_frame=_float(data.get("test/acc_frame")),
+                per_stage_acc={k: _float(v) for k, v in (data.get("per_stage_acc") or {}).items()},
+                class_counts={
+                    s: {k: int(v) for k, v in c.items()} for s, c in (data.get("class_counts") or {}).items()
+                },
+                best_ckpt=Path(data["best_ckpt"]) if data.get("best_ckpt") else None,
             )
         )
-    return runs
+    return sorted(runs, key=lambda run: (run.run_dir / TRAIN_FILE).stat().st_mtime)
 
 
 def _checkpoint_paths(run_dir: Path) -> list[Path]:
@@ -124,19 +134,18 @@ def _checkpoint_paths(run_dir: Path) -> list[Path]:
     return found
 
 
-def _training_for(approach: Approach, run_dirs: list[Path], trainings: list[TrainingRun]) -> TrainingRun | None:
+def _training_for(
+    approach: Approach, run_dirs: list[Path], trainings: list[TrainingRun]
+) -> TrainingRun | None:
     """The training run whose checkpoint the approach explained, else the newest run of that model."""
     candidates = [t for t in trainings if t.model == approach.model]
-    for ckpt in (c for d in run_dirs for c in _checkpoint_paths(d)):
+    for ckpt in (c.resolve() for d in run_dirs for c in _checkpoint_paths(d)):
         for run in candidates:
-            try:
-                if ckpt.resolve().is_relative_to(run.run_dir.resolve()):
-                    return run
-            except OSError:
-                continue
-    if not candidates:
-        return None
-    return max(candidates, key=lambda t: (t.run_dir / TRAIN_FILE).stat().st_mtime)
+            if ckpt.is_relative_to(run.run_dir.resolve()) or (
+                run.best_ckpt and ckpt == run.best_ckpt.resolve()
+            ):
+                return run
+    return candidates[-1] if candidates else None
 
 
 def _read_rows(run_dir: Path) -> pd.DataFrame | None:
@@ -213,9 +222,15 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
         if training is not None:
             accuracy[a.label] = 100.0 * training.acc_video
     return Study(
-        approaches=approaches, means=means, accuracy=accuracy, values=values, image_ids=image_ids,
-        images=images, incomplete=pd.DataFrame(problems, columns=["approach", "metric", "problem"]),
-        trainings=trainings, run_dirs=run_dirs,
+        approaches=approaches,
+        means=means,
+        accuracy=accuracy,
+        values=values,
+        image_ids=image_ids,
+        images=images,
+        incomplete=pd.DataFrame(problems, columns=["approach", "metric", "problem"]),
+        trainings=trainings,
+        run_dirs=run_dirs,
     )
 
 
@@ -232,7 +247,9 @@ def _deduplicated(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.drop_duplicates(["model", "method", "image_id", "metric"], keep="last").drop(columns="_order")
 
 
-def _value_cube(rows: pd.DataFrame, approaches: list[Approach]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def _value_cube(
+    rows: pd.DataFrame, approaches: list[Approach]
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Pivot long rows into values (approach, metric, image) over the union of images."""
     image_ids = np.sort(rows["image_id"].unique())
     approach_index = {(a.model, a.method): i for i, a in enumerate(approaches)}
@@ -261,7 +278,9 @@ def _completeness_problems(
                 if n_defined == 0:
                     problems.append((a.label, metric.upper(), "missing: no defined value"))
                 elif n_defined < n_images:
-                    problems.append((a.label, metric.upper(), f"partial: {n_defined}/{n_images} images defined"))
+                    problems.append(
+                        (a.label, metric.upper(), f"partial: {n_defined}/{n_images} images defined")
+                    )
     for a in approaches:
         group = summaries.get(a, [])
         if not group:
@@ -283,7 +302,9 @@ def load_published_table(csv_path: str | Path) -> Study:
     table = pd.read_csv(csv_path, dtype={"method": str}, keep_default_na=False, na_values=[""])
     table.columns = [c.strip() for c in table.columns]
     lower = {c.lower(): c for c in table.columns}
-    approaches = [Approach(model_key(m), method_key(t)) for m, t in zip(table[lower["model"]], table[lower["method"]])]
+    approaches = [
+        Approach(model_key(m), method_key(t)) for m, t in zip(table[lower["model"]], table[lower["method"]])
+    ]
     means = pd.DataFrame(
         {m: pd.to_numeric(table[lower[m]], errors="coerce").to_numpy() for m in METRICS if m in lower},
         index=[a.label for a in approaches],
@@ -296,9 +317,15 @@ def load_published_table(csv_path: str | Path) -> Study:
         accuracy[:] = [per_model.get(a.model, np.nan) for a in approaches]
     # The table's own row order is kept: it is the "order of appearance" that breaks rank ties.
     labels = [a.label for a in approaches]
-    missing = [(label, m.upper(), "missing in table") for label in labels for m in METRICS
-               if np.isnan(means.at[label, m])]
+    missing = [
+        (label, m.upper(), "missing in table")
+        for label in labels
+        for m in METRICS
+        if np.isnan(means.at[label, m])
+    ]
     return Study(
-        approaches=approaches, means=means, accuracy=accuracy,
+        approaches=approaches,
+        means=means,
+        accuracy=accuracy,
         incomplete=pd.DataFrame(missing, columns=["approach", "metric", "problem"]),
     )

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 METRICS: tuple[str, ...] = ("dauc", "iauc", "dc", "ic", "iic", "ad", "add")
 METRIC_LABELS: dict[str, str] = {m: m.upper() for m in METRICS}
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "dauc": False, "iauc": True, "dc": True, "ic": True, "iic": True, "ad": False, "add": True,
+    "dauc": False,
+    "iauc": True,
+    "dc": True,
+    "ic": True,
+    "iic": True,
+    "ad": False,
+    "add": True,
 }
 # Paper §4: metrics that mask salient areas vs metrics that reveal them.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -24,16 +30,31 @@ GROUPS: dict[str, tuple[str, ...]] = {
 EMBEDDING_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "iic")
 
 MODEL_LABELS: dict[str, str] = {
-    "cnn": "CNN", "abn": "ABN", "ibp": "InterByParts", "bcnn": "B-CNN", "brnpa": "BR-NPA",
+    "cnn": "CNN",
+    "abn": "ABN",
+    "ibp": "InterByParts",
+    "bcnn": "B-CNN",
+    "brnpa": "BR-NPA",
 }
 METHOD_LABELS: dict[str, str] = {
-    "am": "AM", "gradcampp": "Grad-CAM++", "rise": "RISE", "scorecam": "Score-CAM",
-    "ablationcam": "Ablation-CAM", "attention": "-",
+    "am": "AM",
+    "gradcampp": "Grad-CAM++",
+    "rise": "RISE",
+    "scorecam": "Score-CAM",
+    "ablationcam": "Ablation-CAM",
+    "attention": "-",
 }
 # The paper's Table 1 order; approaches not listed here follow, alphabetically.
 APPROACH_ORDER: tuple[tuple[str, str], ...] = (
-    ("cnn", "am"), ("cnn", "gradcampp"), ("cnn", "rise"), ("cnn", "scorecam"), ("cnn", "ablationcam"),
-    ("abn", "attention"), ("ibp", "attention"), ("bcnn", "attention"), ("brnpa", "attention"),
+    ("cnn", "am"),
+    ("cnn", "gradcampp"),
+    ("cnn", "rise"),
+    ("cnn", "scorecam"),
+    ("cnn", "ablationcam"),
+    ("abn", "attention"),
+    ("ibp", "attention"),
+    ("bcnn", "attention"),
+    ("brnpa", "attention"),
 )
 ATTENTION_METHOD = "attention"
 TYPE_ATTENTION = "Attention"

@@ -93,8 +93,14 @@ def to_html(frame: pd.DataFrame, mark_best: bool = False) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for char, replacement in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                              ("#", r"\#"), ("–", "--")):
+    for char, replacement in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("–", "--"),
+    ):
         text = text.replace(char, replacement)
     return text
 
@@ -104,11 +110,18 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, mark_best: bool = Fa
     rows = [[c if c.startswith("\\textbf") else _latex_escape(c) for c in r] for r in rows]
     spec = "".join("l" if frame[c].dtype == object else "r" for c in frame.columns)
     lines = [
-        "\\begin{table}[t]", "\\centering", f"\\caption{{{_latex_escape(caption)}}}", f"\\label{{{label}}}",
-        f"\\begin{{tabular}}{{{spec}}}", "\\hline",
-        " & ".join(_latex_escape(str(c)) for c in frame.columns) + " \\\\", "\\hline",
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{_latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\hline",
+        " & ".join(_latex_escape(str(c)) for c in frame.columns) + " \\\\",
+        "\\hline",
         *(" & ".join(r) + " \\\\" for r in rows),
-        "\\hline", "\\end{tabular}", "\\end{table}",
+        "\\hline",
+        "\\end{tabular}",
+        "\\end{table}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -3,9 +3,12 @@
 With g = dS/dA: α = g² / (2g² + (Σ_ab A_ab)·g³), weights w_k = Σ_ij relu(g_ij)·α_ij,
 map = relu(Σ_k w_k A_k). The closed form for α assumes the score is exp(S), which makes every
 higher derivative a power of g; pytorch-grad-cam plugs in gradients of the raw logit
-(``score="logit"``), while our default S is the softmax probability (DESIGN §2). α is set to 0
-where relu(g) is 0 (it does not contribute) or the denominator is 0, instead of adding an epsilon:
-pytorch-grad-cam's +1e-6 matters when g is as small as probability gradients are.
+(``score="logit"``), while our default S is the softmax probability (DESIGN §2).
+
+α is set to 0 where relu(g) is 0 (it does not contribute) or the denominator is 0. ``eps`` is added
+to the denominator as pytorch-grad-cam does (its 1e-6); our default 0 keeps the definition exact:
+probability gradients are ~1e-4, so g² ~ 1e-8 and a 1e-6 epsilon would dominate α (it already
+matters for logit gradients of ~1e-3).
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from embryo_xai.explainers.base import Explainer, gradients_at_layer, weighted_c
 class GradCAMPlusPlus(Explainer):
     name = "gradcampp"
 
+    def __init__(self, eps: float = 0.0, **cfg) -> None:
+        super().__init__(**cfg)
+        self.eps = float(eps)
+
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         features, grads = gradients_at_layer(self, model, images, targets)
         grads_sq = grads.square()
-        denominator = 2 * grads_sq + features.sum(dim=(2, 3), keepdim=True) * grads_sq * grads
+        denominator = 2 * grads_sq + features.sum(dim=(2, 3), keepdim=True) * grads_sq * grads + self.eps
         contributes = (grads > 0) & (denominator != 0)
         alpha = torch.where(contributes, grads_sq / torch.where(contributes, denominator, 1.0), 0.0)
         weights = (grads.clamp_min(0) * alpha).sum(dim=(2, 3))

@@ -123,5 +123,6 @@ def check_metric_names(metrics: str | tuple[str, ...] | list[str]) -> tuple[str,
     names = tuple(name.lower() for name in names)
     unknown = [name for name in names if name not in METRIC_NAMES]
     if unknown or not names:
-        raise ValueError(f"unknown metric(s) {unknown or '(none given)'}; known metrics: {', '.join(METRIC_NAMES)}")
+        given = unknown or "(none given)"
+        raise ValueError(f"unknown metric(s) {given}; known metrics: {', '.join(METRIC_NAMES)}")
     return tuple(dict.fromkeys(names))
