@@ -17,14 +17,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_frame(path: Path, value: int, size: int = 48, quality: int = 90) -> None:
+def write_frame(path: Path, value: int, size: int = 72, quality: int = 90) -> None:
     rng = np.random.default_rng(value)
     pixels = np.clip(rng.normal(value, 20, (size, size)), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, mode="L").save(path, quality=quality)
 
 
-def make_tiny_dataset(root: Path, videos: int = 6, frames: int = 18, size: int = 48,
+def make_tiny_dataset(root: Path, videos: int = 6, frames: int = 18, size: int = 72,
                       quirks: bool = True) -> dict:
     """Videos of ``frames`` frames, each phase spanning 3 RUNs from RUN 2 (RUN 1 unlabelled).
 
@@ -75,3 +75,25 @@ def make_tiny_dataset(root: Path, videos: int = 6, frames: int = 18, size: int =
 def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("embryo")
     return root, make_tiny_dataset(root)
+
+
+def tiny_train_overrides(root: Path) -> list[str]:
+    """A CPU-second training config on the tiny data set (64-px crops: 2x2 layer4 maps)."""
+    return [
+        f"data.root={root}", "data.generate_if_missing=false", "data.crop_size=64", "data.batch_size=4",
+        "data.num_workers=0", "data.frame_step=1", "data.val_fraction=0.2", "model.net.backbone=resnet18",
+        "trainer=cpu", "logger=csv", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
+        "+trainer.limit_train_batches=2",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A finished training run dir (best.ckpt, config, test_metrics.json) of the CNN."""
+    from embryo_xai.train import train
+    from tests.helpers import compose_config
+
+    out = tmp_path_factory.mktemp("train_run")
+    cfg = compose_config("train", tiny_train_overrides(tiny_dataset[0]), out)
+    train(cfg)
+    return Path(cfg.paths.output_dir)

@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from embryo_xai.models import create_model
 from embryo_xai.models.accuracy import PerVideoAccuracy, per_video_accuracy
 from embryo_xai.train import train
-from tests.conftest import REPO
-
-CONF = str(REPO / "conf")
+from tests.helpers import REPO, compose_config
 
 
 def compose_train(overrides: list[str], tmp_path: Path):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} interpolations resolve
-    with open_dict(cfg):
-        del cfg.hydra  # as in a real run, where the job config has no hydra node
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.log_dir = str(tmp_path / "logs")
-        cfg.paths.root_dir = str(REPO)
-    return cfg
+    return compose_config("train", overrides, tmp_path)
 
 
 def group_choices(group: str) -> list[str]:

@@ -1,0 +1,108 @@
+"""``python -m embryo_xai.faithfulness model=… method=… [train_run=… | ckpt=…]``
+
+Explains and scores one approach (model + method) on a seeded sample of the test set and
+writes one row per image x metric to ``faithfulness_rows.csv`` in the run dir, plus
+``summary.json`` and ``maps.npz``. Rerunning the same command resumes: finished rows are
+never recomputed. ``-m method=gradcampp,scorecam`` sweeps methods (Hydra multirun).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from embryo_xai.data.datamodule import EmbryoDataModule
+from embryo_xai.evaluation import (
+    ApproachRun,
+    CheckpointError,
+    check_settings,
+    evaluate_approach,
+    load_model_from_checkpoint,
+    sample_test_indices,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def find_training_run(log_dir: Path, model: str) -> Path:
+    """The most recent finished training run of ``model`` under ``log_dir``."""
+    candidates = []
+    for metrics_file in log_dir.glob("**/test_metrics.json"):
+        try:
+            if json.loads(metrics_file.read_text()).get("model") == model:
+                candidates.append(metrics_file.parent)
+        except (OSError, json.JSONDecodeError):
+            continue
+    if not candidates:
+        raise CheckpointError(f"no finished training run of model {model!r} under {log_dir}; train one with "
+                              f"`python -m embryo_xai.train model={model}` or pass train_run=DIR / ckpt=FILE")
+    return max(candidates, key=lambda p: (p / "test_metrics.json").stat().st_mtime)
+
+
+def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, Path]:
+    """(checkpoint, training run dir) from ``ckpt``, ``train_run`` or the latest run of ``model``."""
+    if cfg.ckpt:
+        ckpt = Path(cfg.ckpt)
+        return ckpt, ckpt.resolve().parent.parent
+    run_dir = Path(cfg.train_run) if cfg.train_run else find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+    return run_dir / "checkpoints" / "best.ckpt", run_dir
+
+
+def training_data_config(run_dir: Path, overrides: DictConfig) -> dict:
+    """The data config the model was trained with (same split, crop and resize), plus overrides."""
+    config_file = run_dir / "checkpoints" / "config.yaml"
+    if not config_file.is_file():
+        raise CheckpointError(f"{config_file} not found: the checkpoint's run dir must hold the resolved "
+                              "training config (written by `python -m embryo_xai.train`)")
+    data = OmegaConf.to_container(OmegaConf.load(config_file).data, resolve=True)
+    given = OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig) else overrides
+    data.update({k: v for k, v in (given or {}).items() if v is not None})
+    return data
+
+
+def run(cfg: DictConfig) -> dict:
+    ckpt, train_run = resolve_checkpoint(cfg)
+    model, net_cfg = load_model_from_checkpoint(ckpt)
+    model_name = cfg.model.net.name
+    if net_cfg["name"] != model_name:
+        raise CheckpointError(f"{ckpt} holds model {net_cfg['name']!r}, not {model_name!r}: "
+                              f"pass model={net_cfg['name']}")
+    data_cfg = training_data_config(train_run, cfg.data)
+    data_cfg.pop("_target_", None)
+    datamodule = EmbryoDataModule(**data_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test_set = datamodule.datasets["test"]
+    image_ids = sample_test_indices(len(test_set), cfg.n_images, cfg.sample_seed)
+    metric_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
+    approach = ApproachRun(
+        out_dir=Path(cfg.paths.output_dir), model_name=model_name, method=cfg.method.name,
+        method_cfg=OmegaConf.to_container(cfg.method, resolve=True), metric_names=tuple(metric_cfg.pop("metrics")),
+        metric_cfg=metric_cfg, batch_size=cfg.batch_size, save_maps=cfg.save_maps)
+    check_settings(approach.out_dir, approach.settings({"ckpt": str(ckpt.resolve()), "n_images": cfg.n_images,
+                                                        "sample_seed": cfg.sample_seed, "data": data_cfg}))
+    summary = evaluate_approach(model, test_set, image_ids, approach, device=resolve_device(cfg.device))
+    means = ", ".join(f"{k}={v:.4f}" for k, v in summary["means"].items())
+    log.info("%s on %d images: %s -> %s", summary["approach"], summary["n_images"], means, approach.out_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="faithfulness")
+def main(cfg: DictConfig) -> float | None:
+    summary = run(cfg)
+    return summary["means"].get("dauc")
+
+
+if __name__ == "__main__":
+    main()
