@@ -150,3 +150,19 @@ def test_ddp_sharded_rows_equal_single_process(tiny_train_run, tmp_path):
     for a, b in zip(single, sharded):
         assert {k: v for k, v in a.items() if k != "value"} == {k: v for k, v in b.items() if k != "value"}
         assert float(a["value"]) == pytest.approx(float(b["value"]), abs=1e-5, nan_ok=True)
+
+
+def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
+    from embryo_xai.train import train
+    from tests.conftest import tiny_train_overrides
+
+    cfg = compose_config("train", [*tiny_train_overrides(tiny_dataset[0]), "callbacks=faithfulness",
+                                   "callbacks.faithfulness.methods=[am,gradcampp]",
+                                   "callbacks.faithfulness.n_images=3", "metrics.max_steps=4"], tmp_path)
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    for method in ("am", "gradcampp"):
+        rows = read_rows(out / "faithfulness" / f"cnn-{method}")
+        assert len(rows) == 3 * 7
+    logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "faithfulness/gradcampp/dauc" in logged
