@@ -32,9 +32,7 @@ def resample_counts(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_images, size=(n_resamples, n_images))
     offsets = (np.arange(n_resamples) * n_images)[:, None]
-    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(
-        n_resamples, n_images
-    )
+    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(n_resamples, n_images)
 
 
 def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:

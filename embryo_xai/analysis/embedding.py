@@ -8,6 +8,7 @@ Kendall-tau distance of `kendall.tau_distance` and embedded from the precomputed
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,15 +63,11 @@ def tsne(distance: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.nd
     from sklearn.manifold import TSNE
 
     perplexity = float(min(perplexity, max(1.0, (distance.shape[0] - 1) / 3)))
-    model = TSNE(
-        n_components=2, metric="precomputed", init="random", perplexity=perplexity, random_state=seed
-    )
+    model = TSNE(n_components=2, metric="precomputed", init="random", perplexity=perplexity, random_state=seed)
     return model.fit_transform(distance)
 
 
-def umap_embedding(
-    distance: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
-) -> np.ndarray:
+def umap_embedding(distance: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
     """UMAP of the same precomputed matrix -> (K, 2) (the paper could not: no numba tau)."""
     import umap
 
@@ -83,4 +80,6 @@ def umap_embedding(
         random_state=seed,
         n_jobs=1,
     )
-    return model.fit_transform(distance)
+    with warnings.catch_warnings():  # "inverse_transform unavailable" is expected with precomputed
+        warnings.simplefilter("ignore", category=UserWarning)
+        return model.fit_transform(distance)

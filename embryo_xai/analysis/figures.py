@@ -34,9 +34,7 @@ def kendall_heatmap(tau: pd.DataFrame, stem: Path, title: str = "Kendall tau-b b
     ax.set_yticks(range(len(tau.index)), tau.index)
     for (i, j), value in np.ndenumerate(tau.to_numpy(dtype=float)):
         text = "–" if np.isnan(value) else f"{value:.2f}"
-        ax.text(
-            j, i, text, ha="center", va="center", color="white" if abs(value) > 0.6 else "black", fontsize=10
-        )
+        ax.text(j, i, text, ha="center", va="center", color="white" if abs(value) > 0.6 else "black", fontsize=10)
     fig.colorbar(image, ax=ax, label="tau-b")
     ax.set_title(title)
     return save(fig, stem)
@@ -89,7 +87,8 @@ def rank_intervals(ranks: pd.DataFrame, stem: Path, level: float) -> Path:
 
 def grouped_bars(table: pd.DataFrame, stem: Path, title: str, ylabel: str, log: bool = False) -> Path:
     """Bars per row (x) grouped by column (series): class distribution, per-stage accuracy."""
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(table) * max(1, len(table.columns)) / 1.5), 4.2))
+    n_bars = len(table) * max(1, len(table.columns))
+    fig, ax = plt.subplots(figsize=(float(np.clip(1.0 + 0.12 * n_bars, 8.0, 15.0)), 4.2))
     width = 0.8 / max(1, len(table.columns))
     x = np.arange(len(table))
     for k, column in enumerate(table.columns):
@@ -104,7 +103,7 @@ def grouped_bars(table: pd.DataFrame, stem: Path, title: str, ylabel: str, log: 
     ax.set_title(title)
     if log:
         ax.set_yscale("log")
-    ax.legend(frameon=False, ncol=min(5, len(table.columns)))
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(axis="y", alpha=0.3)
     return save(fig, stem)
 
@@ -134,11 +133,9 @@ def gallery(
             if frames[r] is not None:
                 ax.imshow(frames[r], cmap="gray", vmin=0, vmax=1)
             if c > 0 and np.isfinite(maps[r, c - 1]).any():
-                ax.imshow(
-                    maps[r, c - 1], cmap=cmap, vmin=0, vmax=1, alpha=alpha if frames[r] is not None else 1.0
-                )
+                ax.imshow(maps[r, c - 1], cmap=cmap, vmin=0, vmax=1, alpha=alpha if frames[r] is not None else 1.0)
             if r == 0:
                 ax.set_title(column_titles[c], fontsize=10)
-        axes[r, 0].set_ylabel(row_titles[r], fontsize=9)
+        axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
     fig.subplots_adjust(wspace=0.03, hspace=0.08)
     return save(fig, stem)

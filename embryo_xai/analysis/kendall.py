@@ -63,10 +63,7 @@ def metric_kendall(means: pd.DataFrame) -> pd.DataFrame:
     columns = oriented.T  # one row per metric
     if np.isnan(columns).any():
         tau = np.array(
-            [
-                [_tau_complete(columns[i], columns[j]) for j in range(len(metrics))]
-                for i in range(len(metrics))
-            ]
+            [[_tau_complete(columns[i], columns[j]) for j in range(len(metrics))] for i in range(len(metrics))]
         )
     else:
         tau = tau_b_matrix(columns)

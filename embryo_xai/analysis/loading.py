@@ -23,8 +23,10 @@ from embryo_xai.analysis.spec import METRICS, Approach, method_key, metric_key, 
 ROWS_FILE = "faithfulness_rows.csv"
 SUMMARY_FILE = "summary.json"
 MAPS_FILE = "maps.npz"
+MAPS_PARTS = "maps"  # maps/batch_*.npz: written while a run is going, merged into maps.npz at its end
+SETTINGS_FILE = "settings.json"  # the run's resolved settings: model, method, ckpt, data config
 TRAIN_FILE = "test_metrics.json"
-PRODUCER_COMMAND = "python -m embryo_xai.faithfulness model=<model> method=<method> ckpt_path=<best.ckpt>"
+PRODUCER_COMMAND = "python -m embryo_xai.faithfulness model=<model> method=<method> [train_run=DIR | ckpt=FILE]"
 IMAGE_COLUMNS = ("image_id", "video", "run", "label", "stage")
 
 
@@ -59,9 +61,7 @@ class Study:
     values: np.ndarray | None = None
     image_ids: np.ndarray | None = None
     images: pd.DataFrame | None = None
-    incomplete: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["approach", "metric", "problem"])
-    )
+    incomplete: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["approach", "metric", "problem"]))
     trainings: list[TrainingRun] = field(default_factory=list)
     run_dirs: dict[Approach, list[Path]] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ def find_runs(roots: list[str | Path]) -> tuple[list[Path], list[Path]]:
     for root in map(Path, roots):
         if not root.exists():
             continue
-        for name in (ROWS_FILE, SUMMARY_FILE, MAPS_FILE):
+        for name in (ROWS_FILE, SUMMARY_FILE, SETTINGS_FILE):
             faithfulness.update(p.parent for p in root.rglob(name))
         training.update(p.parent for p in root.rglob(TRAIN_FILE))
     return sorted(faithfulness), sorted(training)
@@ -109,16 +109,41 @@ def load_training_runs(run_dirs: list[Path]) -> list[TrainingRun]:
     return sorted(runs, key=lambda run: (run.run_dir / TRAIN_FILE).stat().st_mtime)
 
 
+def read_settings(run_dir: Path) -> dict:
+    """A faithfulness run's `settings.json` (resolved ckpt and data config), or {}."""
+    path = run_dir / SETTINGS_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def run_data_config(run_dir: Path) -> dict:
+    """The data config a faithfulness run used: settings.json's resolved one, else what of the
+    Hydra config's `data` resolves outside Hydra (e.g. not `${hydra:runtime.cwd}`)."""
+    data = dict(read_settings(run_dir).get("data") or {})
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if config_file.exists():
+        node = OmegaConf.load(config_file).get("data") or {}
+        for key in node:
+            if data.get(key) is None:
+                try:
+                    data[key] = OmegaConf.select(node, str(key), throw_on_resolution_failure=True)
+                except Exception:  # an interpolation only Hydra can resolve: leave it unknown
+                    continue
+    return data
+
+
 def _checkpoint_paths(run_dir: Path) -> list[Path]:
-    """Every `.ckpt` path named in a faithfulness run's Hydra config (whatever its key)."""
+    """The checkpoint a faithfulness run explained: settings.json's, and any `.ckpt` in its Hydra config."""
+    found = [Path(read_settings(run_dir)["ckpt"])] if read_settings(run_dir).get("ckpt") else []
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.exists():
-        return []
+        return found
     try:
         container = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
     except Exception:  # a broken config only costs the accuracy link
-        return []
-    found: list[Path] = []
+        return found
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
@@ -134,16 +159,12 @@ def _checkpoint_paths(run_dir: Path) -> list[Path]:
     return found
 
 
-def _training_for(
-    approach: Approach, run_dirs: list[Path], trainings: list[TrainingRun]
-) -> TrainingRun | None:
+def _training_for(approach: Approach, run_dirs: list[Path], trainings: list[TrainingRun]) -> TrainingRun | None:
     """The training run whose checkpoint the approach explained, else the newest run of that model."""
     candidates = [t for t in trainings if t.model == approach.model]
     for ckpt in (c.resolve() for d in run_dirs for c in _checkpoint_paths(d)):
         for run in candidates:
-            if ckpt.is_relative_to(run.run_dir.resolve()) or (
-                run.best_ckpt and ckpt == run.best_ckpt.resolve()
-            ):
+            if ckpt.is_relative_to(run.run_dir.resolve()) or (run.best_ckpt and ckpt == run.best_ckpt.resolve()):
                 return run
     return candidates[-1] if candidates else None
 
@@ -168,10 +189,12 @@ def _read_summary(run_dir: Path) -> dict | None:
 
 
 def _approach_of(run_dir: Path, rows: pd.DataFrame | None, summary: dict | None) -> Approach | None:
+    """Model and method of a run from its rows, summary or settings; None if it is not a faithfulness run."""
     if rows is not None:
         return Approach(rows["model"].iloc[0], rows["method"].iloc[0])
-    if summary is not None and "model" in summary and "method" in summary:
-        return Approach(model_key(summary["model"]), method_key(summary["method"]))
+    for record in (summary or {}, read_settings(run_dir)):
+        if record.get("model") and record.get("method"):
+            return Approach(model_key(record["model"]), method_key(record["method"]))
     return None
 
 
@@ -188,8 +211,7 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
     for run_dir in faithfulness_dirs:
         rows, summary = _read_rows(run_dir), _read_summary(run_dir)
         approach = _approach_of(run_dir, rows, summary)
-        if approach is None:
-            problems.append((str(run_dir), "all", "no rows and no summary: nothing to read"))
+        if approach is None:  # a summary.json of something else
             continue
         run_dirs.setdefault(approach, []).append(run_dir)
         if summary is not None:
@@ -205,7 +227,7 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
         )
     approaches = sorted(run_dirs, key=lambda a: a.sort_key)
     rows = _deduplicated(pd.concat(frames, ignore_index=True)) if frames else None
-    values, image_ids, images = _value_cube(rows, approaches) if rows is not None else (None, None, None)
+    values, scored, image_ids, images = _value_cube(rows, approaches) if rows is not None else (None, None, None, None)
     means = pd.DataFrame(np.nan, index=[a.label for a in approaches], columns=list(METRICS))
     if values is not None:
         means.loc[:, :] = nanmean(values, axis=2)
@@ -214,7 +236,7 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
             for metric, mean in (summary.get("means") or {}).items():
                 if metric_key(metric) in means.columns and np.isnan(means.at[a.label, metric_key(metric)]):
                     means.at[a.label, metric_key(metric)] = float(mean)
-    problems += _completeness_problems(approaches, values, summaries)
+    problems += _completeness_problems(approaches, values, scored, summaries)
     trainings = load_training_runs(training_dirs)
     accuracy = pd.Series(np.nan, index=means.index, name="accuracy")
     for a in approaches:
@@ -249,47 +271,59 @@ def _deduplicated(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _value_cube(
     rows: pd.DataFrame, approaches: list[Approach]
-) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Pivot long rows into values (approach, metric, image) over the union of images."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Pivot long rows into values (approach, metric, image) over the union of images.
+
+    Also returns which cells have a row at all: a row with NaN is an undefined value
+    (e.g. DC of a constant map), a cell without a row was never scored.
+    """
     image_ids = np.sort(rows["image_id"].unique())
     approach_index = {(a.model, a.method): i for i, a in enumerate(approaches)}
-    a_idx = np.array([approach_index[k] for k in zip(rows["model"], rows["method"])])
-    known = rows["metric"].isin(METRICS).to_numpy()
-    m_idx = rows["metric"].map({m: i for i, m in enumerate(METRICS)}).to_numpy()
-    i_idx = np.searchsorted(image_ids, rows["image_id"].to_numpy())
-    values = np.full((len(approaches), len(METRICS), len(image_ids)), np.nan)
-    values[a_idx[known], m_idx[known].astype(int), i_idx[known]] = rows["value"].to_numpy(dtype=float)[known]
+    rows = rows[rows["metric"].isin(METRICS)]
+    index = (
+        np.array([approach_index[k] for k in zip(rows["model"], rows["method"])], dtype=int),
+        rows["metric"].map({m: i for i, m in enumerate(METRICS)}).to_numpy(dtype=int),
+        np.searchsorted(image_ids, rows["image_id"].to_numpy()),
+    )
+    shape = (len(approaches), len(METRICS), len(image_ids))
+    values = np.full(shape, np.nan)
+    values[index] = rows["value"].to_numpy(dtype=float)
+    scored = np.zeros(shape, dtype=bool)
+    scored[index] = True
     present = [c for c in IMAGE_COLUMNS if c in rows.columns]
     images = rows[present].drop_duplicates("image_id").set_index("image_id").loc[image_ids].reset_index()
-    return values, image_ids, images
+    return values, scored, image_ids, images
 
 
 def _completeness_problems(
-    approaches: list[Approach], values: np.ndarray | None, summaries: dict[Approach, list[dict]]
+    approaches: list[Approach],
+    values: np.ndarray | None,
+    scored: np.ndarray | None,
+    summaries: dict[Approach, list[dict]],
 ) -> list[tuple[str, str, str]]:
     """Which approaches/metrics lack rows, cover fewer images than the others, or are undefined."""
     problems: list[tuple[str, str, str]] = []
-    if values is not None:
+    if values is not None and scored is not None:
         n_images = values.shape[2]
-        # An image "was scored" for a metric when a row exists; NaN rows are undefined, not absent.
-        for a_i, a in enumerate(approaches):
-            for m_i, metric in enumerate(METRICS):
-                n_defined = int(np.isfinite(values[a_i, m_i]).sum())
-                if n_defined == 0:
-                    problems.append((a.label, metric.upper(), "missing: no defined value"))
-                elif n_defined < n_images:
-                    problems.append(
-                        (a.label, metric.upper(), f"partial: {n_defined}/{n_images} images defined")
-                    )
-    for a in approaches:
+        n_scored = scored.sum(axis=2)
+        n_undefined = (scored & np.isnan(values)).sum(axis=2)
+        for (a_i, m_i), count in np.ndenumerate(n_scored):
+            label, metric = approaches[a_i].label, METRICS[m_i].upper()
+            if count == 0:
+                problems.append((label, metric, "missing: no rows"))
+            elif count < n_images:
+                problems.append((label, metric, f"partial: {count}/{n_images} images scored"))
+            if n_undefined[a_i, m_i]:
+                problems.append((label, metric, f"undefined (NaN) on {n_undefined[a_i, m_i]} image(s), left out"))
+    for a_i, a in enumerate(approaches):
         group = summaries.get(a, [])
         if not group:
             problems.append((a.label, "all", "no summary.json (run interrupted?)"))
         elif not any(s.get("complete", False) for s in group):
             problems.append((a.label, "all", "run not complete (summary.json complete=false)"))
-        if values is None or not np.isfinite(values[approaches.index(a)]).any():
-            if group:
-                problems.append((a.label, "all", "no per-image rows: means from summary.json only"))
+        if scored is None or not scored[a_i].any():
+            source = "means from summary.json only" if group else "nothing to report yet"
+            problems.append((a.label, "all", f"no per-image rows: {source}"))
     return problems
 
 
@@ -302,9 +336,7 @@ def load_published_table(csv_path: str | Path) -> Study:
     table = pd.read_csv(csv_path, dtype={"method": str}, keep_default_na=False, na_values=[""])
     table.columns = [c.strip() for c in table.columns]
     lower = {c.lower(): c for c in table.columns}
-    approaches = [
-        Approach(model_key(m), method_key(t)) for m, t in zip(table[lower["model"]], table[lower["method"]])
-    ]
+    approaches = [Approach(model_key(m), method_key(t)) for m, t in zip(table[lower["model"]], table[lower["method"]])]
     means = pd.DataFrame(
         {m: pd.to_numeric(table[lower[m]], errors="coerce").to_numpy() for m in METRICS if m in lower},
         index=[a.label for a in approaches],
@@ -318,10 +350,7 @@ def load_published_table(csv_path: str | Path) -> Study:
     # The table's own row order is kept: it is the "order of appearance" that breaks rank ties.
     labels = [a.label for a in approaches]
     missing = [
-        (label, m.upper(), "missing in table")
-        for label in labels
-        for m in METRICS
-        if np.isnan(means.at[label, m])
+        (label, m.upper(), "missing in table") for label in labels for m in METRICS if np.isnan(means.at[label, m])
     ]
     return Study(
         approaches=approaches,

@@ -60,32 +60,37 @@ def _cell(value: object, decimals: int) -> str:
     return str(value)
 
 
-def _decimals(column: str) -> int:
+def _decimals(column: str, decimals: int | None) -> int:
+    if decimals is not None:
+        return decimals
     return 1 if column == ACCURACY else 3
 
 
-def format_cells(frame: pd.DataFrame, emphasis: Callable[[str], str] | None = None) -> list[list[str]]:
-    """Text of every cell; with `emphasis` (Table 1 only), the best value of each column wrapped by it."""
+def format_cells(
+    frame: pd.DataFrame, emphasis: Callable[[str], str] | None = None, decimals: int | None = None
+) -> list[list[str]]:
+    """Text of every cell (`decimals` for every float, else 3 and 1 for accuracy); with `emphasis`
+    (Table 1 only), the best value of each column wrapped by it."""
     best = best_rows(frame) if emphasis is not None else {}
     rows = []
     for i, record in enumerate(frame.itertuples(index=False)):
         cells = []
         for column, value in zip(frame.columns, record):
-            text = _cell(value, _decimals(column))
+            text = _cell(value, _decimals(column, decimals))
             cells.append(emphasis(text) if i in best.get(column, []) else text)
         rows.append(cells)
     return rows
 
 
-def to_markdown(frame: pd.DataFrame, mark_best: bool = False) -> str:
-    rows = format_cells(frame, (lambda t: f"**{t}**") if mark_best else None)
+def to_markdown(frame: pd.DataFrame, mark_best: bool = False, decimals: int | None = None) -> str:
+    rows = format_cells(frame, (lambda t: f"**{t}**") if mark_best else None, decimals)
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     return "\n".join([header, rule] + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
-def to_html(frame: pd.DataFrame, mark_best: bool = False) -> str:
-    rows = format_cells(frame, (lambda t: f"<b>{t}</b>") if mark_best else None)
+def to_html(frame: pd.DataFrame, mark_best: bool = False, decimals: int | None = None) -> str:
+    rows = format_cells(frame, (lambda t: f"<b>{t}</b>") if mark_best else None, decimals)
     escaped = [[c if c.startswith("<b>") else html.escape(c) for c in r] for r in rows]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in escaped)
@@ -105,10 +110,12 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(frame: pd.DataFrame, caption: str, label: str, mark_best: bool = False) -> str:
-    rows = format_cells(frame, (lambda t: f"\\textbf{{{t}}}") if mark_best else None)
+def to_latex(
+    frame: pd.DataFrame, caption: str, label: str, mark_best: bool = False, decimals: int | None = None
+) -> str:
+    rows = format_cells(frame, (lambda t: f"\\textbf{{{t}}}") if mark_best else None, decimals)
     rows = [[c if c.startswith("\\textbf") else _latex_escape(c) for c in r] for r in rows]
-    spec = "".join("l" if frame[c].dtype == object else "r" for c in frame.columns)
+    spec = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
     lines = [
         "\\begin{table}[t]",
         "\\centering",
@@ -126,9 +133,16 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, mark_best: bool = Fa
     return "\n".join(lines) + "\n"
 
 
-def write_table(frame: pd.DataFrame, out_dir: Path, stem: str, caption: str, mark_best: bool = False) -> None:
+def write_table(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    stem: str,
+    caption: str,
+    mark_best: bool = False,
+    decimals: int | None = None,
+) -> None:
     """`stem`.csv (full precision), `stem`.md and `stem`.tex."""
     csv_frame = table1_with_best(frame) if mark_best else frame
     csv_frame.to_csv(out_dir / f"{stem}.csv", index=False)
-    (out_dir / f"{stem}.md").write_text(to_markdown(frame, mark_best))
-    (out_dir / f"{stem}.tex").write_text(to_latex(frame, caption, f"tab:{stem}", mark_best))
+    (out_dir / f"{stem}.md").write_text(to_markdown(frame, mark_best, decimals))
+    (out_dir / f"{stem}.tex").write_text(to_latex(frame, caption, f"tab:{stem}", mark_best, decimals))

@@ -1,0 +1,149 @@
+"""Gather what the saliency gallery (paper Fig. 5) shows: chosen frames and every approach's map.
+
+Maps come from each faithfulness run's `maps.npz` at their native resolution; frames are
+re-read from the data set by (video, RUN) and put through the same test transform the
+models saw (optional resize, centre crop), so a map lies exactly over the pixels it explains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from embryo_xai.analysis.loading import MAPS_FILE, MAPS_PARTS, Study
+
+DISPLAY_SIZE = 224  # panel size when no frame is available to size the maps on
+
+
+@dataclass
+class GalleryData:
+    frames: list[np.ndarray | None]  # per row, (H, W) in [0, 1]
+    maps: np.ndarray  # (rows, approaches, H, W) min-max normalised, NaN where absent
+    row_titles: list[str]
+    column_titles: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def load_maps(run_dirs: list[Path]) -> dict[int, np.ndarray]:
+    """{image_id: map} of one approach, later runs overriding earlier ones.
+
+    A finished run has `maps.npz`; an interrupted one still has its `maps/batch_*.npz` parts.
+    """
+    maps: dict[int, np.ndarray] = {}
+    for run_dir in run_dirs:
+        merged = run_dir / MAPS_FILE
+        for path in [merged] if merged.exists() else sorted((run_dir / MAPS_PARTS).glob("batch_*.npz")):
+            with np.load(path) as data:
+                maps.update(zip(data["image_id"].tolist(), data["maps"].astype(np.float32)))
+    return maps
+
+
+def select_frames(
+    images: pd.DataFrame, stages: list[str], per_stage: int, candidates: set[int], seed: int
+) -> pd.DataFrame:
+    """Up to `per_stage` seeded frames of each stage among `candidates`, in the stages' order."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for stage in stages:
+        pool = images[(images["stage"] == stage) & images["image_id"].isin(candidates)]
+        if len(pool) > per_stage:
+            pool = pool.iloc[np.sort(rng.choice(len(pool), size=per_stage, replace=False))]
+        chosen.append(pool)
+    return pd.concat(chosen, ignore_index=True) if chosen else images.iloc[:0]
+
+
+def find_frame(data_root: Path, focal_plane: str, video: str, run: int) -> Path | None:
+    """The frame file of (video, RUN), looked up the way the data reader does."""
+    from embryo_xai.data.reader import plane_dir, video_frames
+
+    for video_dir in (plane_dir(data_root, focal_plane) / video, data_root / video):
+        if video_dir.is_dir():
+            return video_frames(video_dir)[0].get(int(run))
+    return None
+
+
+def load_frame(path: Path, crop_size: int | None, resize: int | None) -> np.ndarray:
+    """Grayscale frame in [0, 1] after the test transform (resize, centre crop)."""
+    from embryo_xai.data.dataset import build_transform
+
+    with Image.open(path) as image:
+        pixels = torch.from_numpy(np.array(image.convert("L"), dtype=np.uint8))[None]
+    if crop_size:
+        pixels = build_transform(train=False, crop_size=crop_size, resize=resize)(pixels)
+    return pixels[0].float().div(255.0).numpy()
+
+
+def upsample(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a native-resolution map to `size`, then min-max to [0, 1]."""
+    resized = F.interpolate(
+        torch.from_numpy(saliency)[None, None].float(), size=size, mode="bilinear", align_corners=False
+    )[0, 0]
+    low, high = resized.min(), resized.max()
+    return ((resized - low) / (high - low) if high > low else torch.zeros_like(resized)).numpy()
+
+
+def _wrap_name(video: str) -> str:
+    """A long video name on two lines, split at the "_" nearest its middle, so row labels stay short."""
+    cuts = [i for i, char in enumerate(video) if char == "_"]
+    if len(video) <= 16 or not cuts:
+        return video
+    cut = min(cuts, key=lambda i: abs(i - len(video) / 2))
+    return f"{video[:cut]}\n{video[cut + 1 :]}"
+
+
+def gather_gallery(
+    study: Study,
+    stages: list[str],
+    per_stage: int,
+    data_root: Path | None,
+    focal_plane: str = "F0",
+    crop_size: int | None = 448,
+    resize: int | None = None,
+    seed: int = 0,
+) -> GalleryData | None:
+    """Frames of the chosen stages with every approach's map; None when no run saved maps."""
+    if study.images is None:
+        return None
+    maps_per_approach = [load_maps(study.run_dirs.get(a, [])) for a in study.approaches]
+    with_maps = [i for i, m in enumerate(maps_per_approach) if m]
+    if not with_maps:
+        return None
+    notes = [f"no maps.npz for {study.approaches[i].label}" for i, m in enumerate(maps_per_approach) if not m]
+    # Prefer frames every approach has a map for; fall back to frames any approach has.
+    common = set.intersection(*(set(maps_per_approach[i]) for i in with_maps))
+    candidates = common or set.union(*(set(maps_per_approach[i]) for i in with_maps))
+    chosen = select_frames(study.images, stages, per_stage, candidates, seed)
+    missing_stages = [s for s in stages if s not in set(chosen["stage"])]
+    if missing_stages:
+        notes.append(f"no mapped frame of stage {', '.join(missing_stages)}")
+    if chosen.empty:
+        return None
+    if data_root is None or not Path(data_root).exists():
+        notes.append(f"data root {data_root} not found: maps shown without their frames")
+    frames: list[np.ndarray | None] = []
+    for record in chosen.itertuples(index=False):
+        path = (
+            find_frame(Path(data_root), focal_plane, record.video, record.run)
+            if data_root and Path(data_root).exists()
+            else None
+        )
+        frames.append(load_frame(path, crop_size, resize) if path is not None else None)
+    sizes = [f.shape for f in frames if f is not None]
+    size = sizes[0] if sizes else (DISPLAY_SIZE, DISPLAY_SIZE)
+    if data_root and Path(data_root).exists() and len(sizes) < len(frames):
+        notes.append(f"{len(frames) - len(sizes)} frame file(s) not found under {data_root}")
+    maps = np.full((len(chosen), len(study.approaches), *size), np.nan, dtype=np.float32)
+    for r, image_id in enumerate(chosen["image_id"]):
+        for a, approach_maps in enumerate(maps_per_approach):
+            if image_id in approach_maps:
+                maps[r, a] = upsample(approach_maps[image_id], size)
+    row_titles = [
+        f"{rec.stage} · RUN {rec.run}\n{_wrap_name(str(rec.video))}" for rec in chosen.itertuples(index=False)
+    ]
+    return GalleryData(frames, maps, row_titles, ["frame"] + study.labels, notes)

@@ -1,0 +1,308 @@
+"""`python -m embryo_xai.report` end to end on synthetic run dirs, a published table, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from embryo_xai.analysis.gallery import gather_gallery
+from embryo_xai.analysis.loading import NoResultsError, find_runs, load_study
+from embryo_xai.analysis.spec import METRICS, Approach
+from embryo_xai.data.stages import STAGES
+from embryo_xai.report import build_report
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_TABLE1 = REPO / "tests" / "data" / "paper_table1.csv"
+N_IMAGES = 12
+FRAME_SIZE = 64
+CROP = 56
+VIDEOS = ["D2013.01.01_S0001_I132_WELL1", "D2013.01.02_S0002_I132_WELL2"]
+
+
+def _images() -> pd.DataFrame:
+    """Test frames: image_id, video, RUN, label; the gallery's stages in turn."""
+    gallery_stages = [STAGES.index(s) for s in ("sPNa", "s4", "sB")]
+    labels = [gallery_stages[i % 3] for i in range(N_IMAGES)]
+    return pd.DataFrame(
+        {
+            "image_id": np.arange(N_IMAGES) * 7,  # not 0..N-1: ids are only stable keys
+            "video": [VIDEOS[i % 2] for i in range(N_IMAGES)],
+            "run": np.arange(N_IMAGES) + 10,
+            "label": labels,
+            "stage": [STAGES[label] for label in labels],
+        }
+    )
+
+
+def write_faithfulness_run(
+    run_dir: Path,
+    model: str,
+    method: str,
+    data_root: Path,
+    seed: int,
+    metrics: tuple[str, ...] = METRICS,
+    n_images: int | None = None,
+    complete: bool = True,
+    map_size: int = 7,
+) -> None:
+    """A faithfulness run dir as the faithfulness entry point writes it."""
+    rng = np.random.default_rng(seed)
+    n_images = n_images or N_IMAGES
+    run_dir.mkdir(parents=True)
+    images = _images().iloc[:n_images]
+    rows = images.assign(
+        approach=Approach(model, method).label,
+        model=model,
+        method=method,
+        prediction=images["label"],
+        score=rng.random(n_images),
+    )
+    long = pd.concat(
+        [
+            rows.assign(metric=m, value=rng.integers(0, 2, n_images) if m == "iic" else rng.random(n_images))
+            for m in metrics
+        ],
+        ignore_index=True,
+    )
+    if "dc" in metrics:
+        long.loc[long["metric"] == "dc", "value"] = long.loc[long["metric"] == "dc", "value"].where(
+            np.arange(n_images) != 1
+        )  # one undefined DC (constant map)
+    long.to_csv(run_dir / "faithfulness_rows.csv", index=False)
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "approach": f"{model} / {method}",
+                "model": model,
+                "method": method,
+                "n_images": n_images,
+                "means": long.groupby("metric")["value"].mean().to_dict(),
+                "undefined": {},
+                "complete": complete,
+            }
+        )
+    )
+    # A finished run merges its map batches into maps.npz; an interrupted one has only the batches.
+    (run_dir / "maps").mkdir()
+    maps_file = run_dir / "maps.npz" if complete else run_dir / "maps" / "batch_0000000.npz"
+    maps = rng.random((n_images, map_size, map_size)).astype(np.float16)
+    np.savez(maps_file, image_id=images["image_id"].to_numpy(), maps=maps)
+    ckpt = run_dir.parent.parent / "train" / model / "checkpoints" / "best.ckpt"
+    data = {"root": str(data_root), "crop_size": CROP, "resize": None, "focal_plane": "F0"}
+    (run_dir / "settings.json").write_text(
+        json.dumps({"model": model, "method": method, "ckpt": str(ckpt), "data": data})
+    )
+    (run_dir / ".hydra").mkdir()
+    # As saved by Hydra: unresolved, and `hydra:` interpolations do not resolve outside a Hydra app.
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        "paths:\n  root_dir: ${hydra:runtime.cwd}\ndata:\n  root: ${paths.root_dir}/data\n  crop_size: null\n"
+    )
+
+
+def write_training_run(run_dir: Path, model: str, acc_video: float) -> None:
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
+    counts = {
+        split: {s: (i + 1) * k for i, s in enumerate(STAGES)} for k, split in enumerate(["train", "val", "test"], 1)
+    }
+    (run_dir / "test_metrics.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "test/acc_video": acc_video,
+                "test/acc_frame": acc_video - 0.01,
+                "per_stage_acc": {s: (i % 5) / 5 for i, s in enumerate(STAGES)},
+                "class_counts": counts,
+            }
+        )
+    )
+
+
+def write_frames(data_root: Path) -> None:
+    for record in _images().itertuples():
+        folder = data_root / "embryo_dataset" / record.video
+        folder.mkdir(parents=True, exist_ok=True)
+        yy, xx = np.mgrid[:FRAME_SIZE, :FRAME_SIZE] - FRAME_SIZE / 2
+        disk = np.hypot(yy, xx) < FRAME_SIZE * (0.25 + 0.01 * (record.Index % 10))  # an "embryo"
+        pixels = np.where(disk, 180, 40).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{record.video}_RUN{record.run}.jpeg")
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    outputs = tmp_path / "outputs"
+    data_root = tmp_path / "data"
+    write_frames(data_root)
+    approaches = [("cnn", "am"), ("cnn", "gradcampp"), ("abn", "attention"), ("brnpa", "attention")]
+    for seed, (model, method) in enumerate(approaches):
+        write_faithfulness_run(
+            outputs / "faithfulness" / f"{model}_{method}",
+            model,
+            method,
+            data_root,
+            seed,
+            map_size=28 if method == "attention" else 7,
+        )
+    # An interrupted run: no IAUC/IC yet and only 8 of the 12 images.
+    write_faithfulness_run(
+        outputs / "faithfulness" / "cnn_rise",
+        "cnn",
+        "rise",
+        data_root,
+        9,
+        metrics=("dauc", "dc", "iic", "ad", "add"),
+        n_images=8,
+        complete=False,
+    )
+    for model, acc in (("cnn", 0.71), ("abn", 0.70), ("brnpa", 0.707)):
+        write_training_run(outputs / "train" / model, model, acc)
+    # A newer CNN training run that no faithfulness run explained: its accuracy must not be used.
+    write_training_run(outputs / "train" / "cnn_newer", "cnn", 0.5)
+    return tmp_path
+
+
+def _config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="report", overrides=overrides)
+
+
+def test_report_end_to_end(runs: Path) -> None:
+    out = runs / "report"
+    cfg = _config(
+        [
+            f"runs=[{runs / 'outputs'}]",
+            "bootstrap=40",
+            "embedding.umap=false",
+            "embedding.tsne_perplexity=5",
+            "gallery.frames_per_stage=1",
+        ]
+    )
+    report_md = build_report(cfg, out)
+    for name in [
+        "table1.csv",
+        "table1.md",
+        "table1.tex",
+        "kendall_tau.csv",
+        "table2_mask.csv",
+        "table2_highlight.csv",
+        "table2_all.tex",
+        "table1_ci.csv",
+        "ranks_ci.csv",
+        "tsne.csv",
+        "class_distribution.csv",
+        "per_stage_accuracy.csv",
+        "incomplete.csv",
+        "report.html",
+    ]:
+        assert (out / name).is_file(), name
+    for name in ["kendall_tau", "tsne", "rank_intervals", "gallery", "class_distribution", "per_stage_accuracy"]:
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file(), name
+
+    table = pd.read_csv(out / "table1.csv")
+    assert list(table["Approach"]) == ["AM", "Grad-CAM++", "RISE", "ABN", "BR-NPA"]
+    assert table.set_index("Approach").loc[["AM", "ABN", "BR-NPA"], "Accuracy"].tolist() == pytest.approx(
+        [71.0, 70.0, 70.7]
+    )
+    rows = pd.read_csv(runs / "outputs" / "faithfulness" / "cnn_am" / "faithfulness_rows.csv")
+    expected = rows.groupby("metric")["value"].mean()  # NaN (undefined DC) left out
+    assert table.loc[0, "DC"] == pytest.approx(expected["dc"]) and table.loc[0, "ADD"] == pytest.approx(expected["add"])
+    assert np.isnan(table.set_index("Approach").loc["RISE", "IAUC"])
+
+    tsne_points = pd.read_csv(out / "tsne.csv")
+    # Only the 8 images every approach scored; IIC excluded.
+    assert len(tsne_points) == 6 * 8 and set(tsne_points["metric"]) == {"DAUC", "IAUC", "DC", "IC", "AD", "ADD"}
+
+    incomplete = pd.read_csv(out / "incomplete.csv")
+    rise = incomplete[incomplete["approach"] == "RISE"]
+    assert {"IAUC", "IC"} <= set(rise["metric"]) and rise["problem"].str.contains("complete").any()
+    undefined_dc = incomplete[(incomplete["metric"] == "DC") & incomplete["problem"].str.startswith("undefined")]
+    assert set(undefined_dc["approach"]) == {"RISE", "AM", "Grad-CAM++", "ABN", "BR-NPA"}  # each has a NaN DC
+    assert not incomplete[incomplete["approach"] == "AM"]["problem"].str.contains("partial|missing").any()
+
+    text = report_md.read_text()
+    assert "Incomplete or undefined results" in text and "partial: 8/12 images scored" in text
+    assert "figures/gallery.png" in text and "frames shown" not in text
+    assert "data root" not in text  # frames were found
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "<table>" in html
+
+
+def test_report_without_frames_still_draws_the_gallery(runs: Path) -> None:
+    out = runs / "report_noframes"
+    cfg = _config(
+        [
+            f"runs=[{runs / 'outputs' / 'faithfulness'}]",
+            f"data_root={runs / 'missing'}",
+            "bootstrap=0",
+            "embedding.umap=false",
+            "embedding.tsne_perplexity=5",
+            "gallery.frames_per_stage=1",
+        ]
+    )
+    text = build_report(cfg, out).read_text()
+    assert "not found: maps shown without their frames" in text
+    assert (out / "figures" / "gallery.png").is_file()
+    assert "No training run" in text and not (out / "table1_ci.csv").exists()
+
+
+def test_report_from_published_table(tmp_path: Path) -> None:
+    cfg = _config([f"table1_csv={PAPER_TABLE1}"])
+    text = build_report(cfg, tmp_path).read_text()
+    mask = pd.read_csv(tmp_path / "table2_mask.csv")
+    assert mask["approach"].tolist()[:3] == ["BR-NPA", "InterByParts", "B-CNN"]
+    assert "Only approach means are available" in text
+    assert (tmp_path / "figures" / "kendall_tau.png").is_file()
+
+
+def test_no_results_names_the_command(tmp_path: Path) -> None:
+    (tmp_path / "outputs" / "train").mkdir(parents=True)
+    cfg = _config([f"runs=[{tmp_path / 'outputs'}]"])
+    with pytest.raises(NoResultsError, match="python -m embryo_xai.faithfulness"):
+        build_report(cfg, tmp_path / "report")
+
+
+@pytest.mark.slow
+def test_cli_with_wandb_offline(runs: Path) -> None:
+    """The Hydra entry point prints where report.md is and logs an offline W&B run."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embryo_xai.report",
+            f"runs=[{runs / 'outputs'}]",
+            "bootstrap=20",
+            "embedding.tsne_perplexity=5",
+            "wandb=offline",
+            f"hydra.run.dir={runs / 'cli'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"WANDB_SILENT": "true", **dict(__import__("os").environ)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert str(runs / "cli" / "report.md") in result.stdout
+    assert list((runs / "cli" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_gallery_frames_and_maps(runs: Path) -> None:
+    """Frames are found by (video, RUN) and centre-cropped as in test; every map is upsampled onto them."""
+    study = load_study(*find_runs([runs / "outputs"]))
+    gallery = gather_gallery(study, ["sPNa", "s4", "sB"], 2, runs / "data", crop_size=CROP, seed=0)
+    assert gallery is not None and not gallery.notes
+    assert gallery.maps.shape == (6, len(study.approaches), CROP, CROP)
+    # RISE's interrupted run left only map batches, and only 8 images: frames come from those 8.
+    assert np.isfinite(gallery.maps).all()
+    assert np.allclose(gallery.maps.min(axis=(2, 3)), 0) and np.allclose(gallery.maps.max(axis=(2, 3)), 1)
+    assert all(frame is not None and frame.shape == (CROP, CROP) for frame in gallery.frames)
+    assert [title.split(" ")[0] for title in gallery.row_titles] == ["sPNa", "sPNa", "s4", "s4", "sB", "sB"]
+    assert gallery.column_titles == ["frame", "AM", "Grad-CAM++", "RISE", "ABN", "BR-NPA"]
