@@ -91,6 +91,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("test per-video accuracy: %.4f (frame accuracy %.4f); run dir: %s",
                      metrics.get("test/acc_video", float("nan")), metrics.get("test/acc_frame", float("nan")),
                      output_dir)
+    for logger in loggers:
+        # One W&B run per job: without this, later jobs of a multirun log into the first run.
+        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
     return metrics
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from embryo_xai.models import create_model
-from embryo_xai.models.accuracy import PerVideoAccuracy, per_video_accuracy
+from embryo_xai.models.accuracy import PerVideoAccuracy, StageAccuracy, per_video_accuracy
 from embryo_xai.train import train
 from tests.helpers import REPO, compose_config
 
@@ -40,6 +40,16 @@ def test_per_video_accuracy_hand_made_example():
     metric.update(preds[:3], target[:3], video[:3])
     metric.update(preds[3:], target[3:], video[3:])  # a video spread over two batches
     assert metric.compute().item() == pytest.approx(expected)
+    # a distributed sampler repeats frames to even out shards: counted once
+    frames = torch.arange(7)
+    padded = StageAccuracy("video")
+    padded.update(preds, target, video, frames)
+    padded.update(preds[:2], target[:2], video[:2], frames[:2])
+    assert padded.compute().item() == pytest.approx(expected)
+    per_frame = StageAccuracy("frame")
+    per_frame.update(preds, target, video, frames)
+    per_frame.update(preds[3:4], target[3:4], video[3:4], frames[3:4])
+    assert per_frame.compute().item() == pytest.approx(5 / 7)
 
 
 def test_unknown_model_lists_known_ones():

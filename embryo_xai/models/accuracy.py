@@ -1,4 +1,10 @@
-"""Per-video accuracy (the paper's reported accuracy): mean over videos of frame accuracy."""
+"""Accuracy as the paper reports it: per video (mean over videos of frame accuracy), and per frame.
+
+Both keep (frame index, video, correct) per frame with ``cat`` reduction, so under DDP the ranks'
+frames are pooled before averaging (a video split across ranks still counts once) and the frames
+that a distributed sampler repeats to even out its shards are counted once: the synced value is
+the single-process value.
+"""
 
 from __future__ import annotations
 
@@ -19,22 +25,49 @@ def per_video_accuracy(correct: torch.Tensor, video_idx: torch.Tensor) -> torch.
     return (hits / counts).mean().float()
 
 
-class PerVideoAccuracy(Metric):
-    """Keeps (video, correct) per frame; ``cat`` reduction so DDP ranks' frames are pooled
-    before the per-video means (a video split across ranks still counts once)."""
+def unique_frames(frame_idx: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each frame index."""
+    _, inverse = torch.unique(frame_idx, return_inverse=True)
+    positions = torch.arange(len(frame_idx), device=frame_idx.device)
+    first = torch.full((int(inverse.max()) + 1,), len(frame_idx), device=frame_idx.device, dtype=torch.long)
+    return first.scatter_reduce_(0, inverse, positions, reduce="amin")
+
+
+class StageAccuracy(Metric):
+    """``average="video"``: mean over videos of frame accuracy (the paper's); ``"frame"``: over frames."""
 
     full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, average: str = "video", **kwargs) -> None:
         super().__init__(**kwargs)
+        if average not in ("video", "frame"):
+            raise ValueError(f"average must be 'video' or 'frame', got {average!r}")
+        self.average = average
         self.add_state("correct", default=[], dist_reduce_fx="cat")
         self.add_state("video_idx", default=[], dist_reduce_fx="cat")
+        self.add_state("frame_idx", default=[], dist_reduce_fx="cat")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor, video_idx: torch.Tensor) -> None:
+    def update(self, preds: torch.Tensor, target: torch.Tensor, video_idx: torch.Tensor,
+               frame_idx: torch.Tensor | None = None) -> None:
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
+        if frame_idx is None:  # no identity given: every row is its own frame
+            offset = sum(len(c) for c in self.correct)
+            frame_idx = torch.arange(offset, offset + len(preds), device=preds.device)
         self.correct.append((preds == target).to(torch.uint8))
         self.video_idx.append(video_idx.long())
+        self.frame_idx.append(frame_idx.long())
 
     def compute(self) -> torch.Tensor:
-        return per_video_accuracy(dim_zero_cat(self.correct), dim_zero_cat(self.video_idx))
+        correct = dim_zero_cat(self.correct)
+        if correct.numel() == 0:
+            return torch.tensor(float("nan"))
+        keep = unique_frames(dim_zero_cat(self.frame_idx))
+        correct = correct[keep]
+        if self.average == "frame":
+            return correct.float().mean()
+        return per_video_accuracy(correct, dim_zero_cat(self.video_idx)[keep])
+
+
+def PerVideoAccuracy(**kwargs) -> StageAccuracy:  # noqa: N802 - reads as a metric class
+    return StageAccuracy("video", **kwargs)

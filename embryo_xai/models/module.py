@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from embryo_xai.data.stages import NUM_CLASSES
-from embryo_xai.models.accuracy import PerVideoAccuracy
+from embryo_xai.models.accuracy import StageAccuracy
 from embryo_xai.models.registry import create_model
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -38,8 +38,8 @@ class EmbryoLitModule(pl.LightningModule):
         self.train_loss = MeanMetric()
         self.metrics = torch.nn.ModuleDict({
             split: torch.nn.ModuleDict({
-                "acc_frame": MulticlassAccuracy(num_classes, average="micro"),
-                "acc_video": PerVideoAccuracy(),
+                "acc_frame": StageAccuracy("frame"),
+                "acc_video": StageAccuracy("video"),
             })
             for split in ("val", "test")
         })
@@ -63,8 +63,8 @@ class EmbryoLitModule(pl.LightningModule):
         logits = self.net(batch["image"])
         preds = logits.argmax(dim=1)
         metrics = self.metrics[split]
-        metrics["acc_frame"](preds, batch["label"])
-        metrics["acc_video"](preds, batch["label"], batch["video_idx"])
+        for metric in metrics.values():
+            metric(preds, batch["label"], batch["video_idx"], batch["index"])
         for name, metric in metrics.items():
             self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc_video")
         return preds
