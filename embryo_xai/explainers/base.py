@@ -62,6 +62,11 @@ def finalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(constant[:, None, None], torch.zeros_like(maps), maps)
 
 
+def as_normal_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Inputs made under ``torch.inference_mode`` cannot enter a graph that gradient methods build."""
+    return tensor.clone() if tensor.is_inference() else tensor
+
+
 def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else fallback
@@ -70,13 +75,15 @@ def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Explain the deployed (eval) model — dropout off, BN running stats, so chunked passes do not
-    depend on what else is in the chunk — and give the model back in the mode it came in."""
-    was_training = model.training
+    depend on what else is in the chunk — and give every submodule back the mode it came in
+    (``model.train(flag)`` would overwrite submodules whose mode differed from the container's)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def layer_candidates(model: nn.Module) -> list[str]:
@@ -119,7 +126,7 @@ class Explainer:
         """Maps (B, h, w) float32 at the method's native resolution for the explained classes."""
         images = self.check_images(images)
         device = model_device(model, images.device)
-        images = images.to(device)
+        images = as_normal_tensor(images.to(device))
         targets = self.check_targets(targets, images.shape[0], device)
         with eval_mode(model):
             maps = self.explain(model, images, targets)
@@ -154,7 +161,7 @@ class Explainer:
             raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
         if targets.shape != (batch,):
             raise ValueError(f"targets must have shape ({batch},), got {tuple(targets.shape)}")
-        return targets.long()
+        return as_normal_tensor(targets.long())
 
     @staticmethod
     def resolve_targets(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

@@ -31,7 +31,7 @@ class EmbryoLitModule(pl.LightningModule):
     accuracy (torchmetrics, DDP-synced) for validation and test, per-stage test accuracy."""
 
     def __init__(self, net: dict, optimizer: dict | None = None, scheduler: str = "cosine",
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, channels_last: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(num_classes=num_classes, **net)
@@ -48,6 +48,15 @@ class EmbryoLitModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last:  # NHWC: faster convolutions on CPUs (bf16) and tensor cores
+            self.net.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.hparams.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         outputs = self.net.forward_train(batch["image"])
