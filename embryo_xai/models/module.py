@@ -53,13 +53,12 @@ class EmbryoLitModule(pl.LightningModule):
         if self.hparams.channels_last:  # NHWC: faster convolutions on CPUs (bf16) and tensor cores
             self.net.to(memory_format=torch.channels_last)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if self.hparams.channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        return batch
+    def _images(self, batch: dict) -> torch.Tensor:
+        images = batch["image"]
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self.net.forward_train(batch["image"])
+        outputs = self.net.forward_train(self._images(batch))
         losses = self.net.loss(outputs, batch["label"])
         self.train_loss(losses["loss"])
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
@@ -69,7 +68,7 @@ class EmbryoLitModule(pl.LightningModule):
         return losses["loss"]
 
     def _evaluate(self, batch: dict, split: str) -> torch.Tensor:
-        logits = self.net(batch["image"])
+        logits = self.net(self._images(batch))
         preds = logits.argmax(dim=1)
         metrics = self.metrics[split]
         for metric in metrics.values():

@@ -1,0 +1,66 @@
+"""End to end, as a user runs it (slow: `make test-slow`): two models, two methods, a 2-trial
+Optuna sweep, DDP on 2 CPU processes, the report over everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_train_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def run(module: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True, text=True,
+                            env={**os.environ, "WANDB_MODE": "disabled", **(env or {})}, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_tiny_study_end_to_end(tiny_dataset, tmp_path):
+    root = tiny_dataset[0]
+    logs = tmp_path / "outputs"
+    common = [f"paths.log_dir={logs}", *tiny_train_overrides(root)]
+    for model in ("cnn", "brnpa"):
+        run("embryo_xai.train", *common, f"model={model}", f"hydra.run.dir={logs}/train/{model}")
+    fast = ["n_images=4", "batch_size=2", "metrics.max_steps=4", "data.num_workers=0", f"paths.log_dir={logs}"]
+    run("embryo_xai.faithfulness", "-m", "method=am,gradcampp", "model=cnn", f"train_run={logs}/train/cnn", *fast)
+    run("embryo_xai.faithfulness", "model=brnpa", "method=attention", f"train_run={logs}/train/brnpa", *fast)
+    for approach in ("cnn-am", "cnn-gradcampp", "brnpa-attention"):
+        summary = json.loads((logs / "faithfulness" / approach / "summary.json").read_text())
+        assert summary["complete"] and summary["n_images"] == 4
+    run("embryo_xai.report", f"runs=[{logs}/train,{logs}/faithfulness]", "bootstrap=20",
+        "embedding.umap=false", f"hydra.run.dir={logs}/report")
+    table1 = (logs / "report" / "table1.csv").read_text()
+    assert "Grad-CAM++" in table1 and "BR-NPA" in table1 and (logs / "report" / "report.html").is_file()
+
+
+def test_optuna_sweep_two_trials_resumable(tiny_dataset, tmp_path):
+    logs = tmp_path / "outputs"
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"paths.log_dir={logs}",
+            f"hydra.callbacks.optuna_storage.experiment_dir={tmp_path}", *tiny_train_overrides(tiny_dataset[0])]
+    run("embryo_xai.train", *args)
+    best = (tmp_path / "best_cnn.yaml").read_text()
+    assert "optimizer" in best or "batch_size" in best
+    db = logs / "optuna" / "cnn.db"
+    count = lambda: sqlite3.connect(db).execute("select count(*) from trials").fetchone()[0]  # noqa: E731
+    assert count() == 2
+    run("embryo_xai.train", *args)  # same study name and storage: the study goes on
+    assert count() == 4
+
+
+def test_ddp_on_two_cpu_processes_one_run_dir_one_wandb_run(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "ddp_run"
+    run("embryo_xai.train", *tiny_train_overrides(tiny_dataset[0]), "trainer=ddp_cpu", "logger=default",
+        f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}", env={"WANDB_MODE": "offline"})
+    metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["test/acc_video"] <= 1.0
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp_run"]  # no extra Hydra dirs
