@@ -143,13 +143,17 @@ def test_abn_attention_block_keeps_layer3_resolution_and_layer4_weights() -> Non
 # ---------------------------------------------------------------- B-CNN
 
 
-def test_bcnn_pools_features_with_its_first_p_maps() -> None:
-    model = build("bcnn", num_parts=2).eval()
+@pytest.mark.parametrize("normalize", [False, True])
+def test_bcnn_pools_features_with_its_first_p_maps(normalize: bool) -> None:
+    model = build("bcnn", num_parts=2, normalize=normalize).eval()
     with torch.inference_mode():
         outputs = model.forward_train(images(2))
         features, maps = outputs["features"], outputs["attention_maps"]
         assert maps.shape[1] == 3 and (maps >= 0).all()
         pooled = torch.cat([(features * maps[:, p : p + 1]).mean((2, 3)) for p in range(2)], dim=1)
+        if normalize:  # WS-DAN: signed sqrt, then L2 normalised and scaled by 100
+            pooled = pooled.sign() * pooled.abs().sqrt()
+            pooled = 100 * pooled / pooled.norm(dim=1, keepdim=True)
         torch.testing.assert_close(outputs["logits"], model.fc(pooled))
 
 

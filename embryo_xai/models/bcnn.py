@@ -19,10 +19,18 @@ from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
 
 
-def bilinear_attention_pool(features: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Average over pixels of each map times the features: (B,C,h,w), (B,P,h,w) -> (B, P*C)."""
+def bilinear_attention_pool(features: torch.Tensor, maps: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Average over pixels of each map times the features: (B,C,h,w), (B,P,h,w) -> (B, P*C).
+
+    ``normalize``: signed square root then L2 normalisation of the pooled vector, scaled by
+    100, as in WS-DAN's bilinear attention pooling: without it the products of two unbounded
+    activations train far slower from scratch."""
     pooled = torch.einsum("bphw,bchw->bpc", maps, features) / (features.shape[-2] * features.shape[-1])
-    return pooled.flatten(1)
+    pooled = pooled.flatten(1)
+    if normalize:
+        pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-12)
+        pooled = 100.0 * torch.nn.functional.normalize(pooled, dim=1)
+    return pooled
 
 
 @register_model("bcnn")
@@ -30,8 +38,9 @@ class BCNN(EmbryoClassifier):
     has_attention = True
 
     def __init__(self, num_classes: int = 16, backbone: str = "resnet50", pretrained: bool = False,
-                 dropout: float = 0.0, num_parts: int = 3, output_stride: int = 32) -> None:
+                 dropout: float = 0.0, num_parts: int = 3, output_stride: int = 32, normalize: bool = True) -> None:
         super().__init__()
+        self.normalize = normalize
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
         self.num_parts = num_parts
@@ -55,7 +64,7 @@ class BCNN(EmbryoClassifier):
         return self._head(features, self.attention_maps(features))
 
     def _head(self, features: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(bilinear_attention_pool(features, maps[:, : self.num_parts])))
+        return self.fc(self.dropout(bilinear_attention_pool(features, maps[:, : self.num_parts], self.normalize)))
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.forward_features(x)

@@ -89,6 +89,20 @@ class EmbryoLitModule(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
 
+    def on_test_epoch_end(self) -> None:
+        """Under DDP, gather every rank's predictions (the sampler gives each rank the same count,
+        padding with repeated frames) and keep each frame once, in frame order."""
+        if not self.test_predictions:
+            return
+        local = {k: torch.cat([p[k] for p in self.test_predictions]) for k in self.test_predictions[0]}
+        if self.trainer.world_size > 1:
+            local = {k: self.all_gather(v).flatten() for k, v in local.items()}
+        order = torch.argsort(local["index"], stable=True)
+        local = {k: v[order] for k, v in local.items()}
+        first = torch.ones_like(local["index"], dtype=torch.bool)
+        first[1:] = local["index"][1:] != local["index"][:-1]
+        self.test_predictions = [{k: v[first] for k, v in local.items()}]
+
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), **(self.hparams.optimizer or {}))
         if self.hparams.scheduler in (None, "none"):
