@@ -39,6 +39,7 @@ def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, met
         "class_counts": datamodule.class_counts(),
         "best_ckpt": best_ckpt,
         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+        "train_epoch_seconds": metrics.get("train/epoch_seconds"),
     }
     write_json(output_dir / "test_metrics.json", payload)
     if model.test_predictions:

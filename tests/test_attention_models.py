@@ -151,9 +151,9 @@ def test_bcnn_pools_features_with_its_first_p_maps(normalize: bool) -> None:
         features, maps = outputs["features"], outputs["attention_maps"]
         assert maps.shape[1] == 3 and (maps >= 0).all()
         pooled = torch.cat([(features * maps[:, p : p + 1]).mean((2, 3)) for p in range(2)], dim=1)
-        if normalize:  # WS-DAN: signed sqrt, then L2 normalised and scaled by 100
+        if normalize:  # WS-DAN: signed sqrt, then L2 normalised; scaled to unit RMS per component
             pooled = pooled.sign() * pooled.abs().sqrt()
-            pooled = 100 * pooled / pooled.norm(dim=1, keepdim=True)
+            pooled = pooled / pooled.norm(dim=1, keepdim=True) * pooled.shape[1] ** 0.5
         torch.testing.assert_close(outputs["logits"], model.fc(pooled))
 
 

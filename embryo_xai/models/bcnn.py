@@ -19,17 +19,18 @@ from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
 
 
-def bilinear_attention_pool(features: torch.Tensor, maps: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def bilinear_attention_pool(features: torch.Tensor, maps: torch.Tensor, normalize: bool = False) -> torch.Tensor:
     """Average over pixels of each map times the features: (B,C,h,w), (B,P,h,w) -> (B, P*C).
 
-    ``normalize``: signed square root then L2 normalisation of the pooled vector, scaled by
-    100, as in WS-DAN's bilinear attention pooling: without it the products of two unbounded
-    activations train far slower from scratch."""
+    ``normalize`` (WS-DAN's option, off by default as in the paper authors' B-CNN): signed square
+    root then L2 normalisation of the pooled vector, scaled by sqrt(P*C) so each component has unit
+    RMS whatever the width (WS-DAN's fixed x100 sits near that for ResNet-50). On the demo it
+    trained worse than the plain pooling with AdamW, so it stays an option."""
     pooled = torch.einsum("bphw,bchw->bpc", maps, features) / (features.shape[-2] * features.shape[-1])
     pooled = pooled.flatten(1)
     if normalize:
         pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-12)
-        pooled = 100.0 * torch.nn.functional.normalize(pooled, dim=1)
+        pooled = torch.nn.functional.normalize(pooled, dim=1) * pooled.shape[1] ** 0.5
     return pooled
 
 
@@ -38,7 +39,7 @@ class BCNN(EmbryoClassifier):
     has_attention = True
 
     def __init__(self, num_classes: int = 16, backbone: str = "resnet50", pretrained: bool = False,
-                 dropout: float = 0.0, num_parts: int = 3, output_stride: int = 32, normalize: bool = True) -> None:
+                 dropout: float = 0.0, num_parts: int = 3, output_stride: int = 32, normalize: bool = False) -> None:
         super().__init__()
         self.normalize = normalize
         if num_parts < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -66,6 +67,13 @@ class EmbryoLitModule(pl.LightningModule):
             if name != "loss":
                 self.log(f"train/{name}", value, on_step=False, on_epoch=True)
         return losses["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        # wall time of the training part of the epoch (validation excluded), for the README's table
+        self.log("train/epoch_seconds", time.perf_counter() - self._epoch_started, on_epoch=True)
 
     def _evaluate(self, batch: dict, split: str) -> torch.Tensor:
         logits = self.net(self._images(batch))
