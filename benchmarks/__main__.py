@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHES = ["bench_data", "bench_explainers", "bench_metrics"]
+BENCHES = ["bench_data", "bench_explainers", "bench_metrics", "bench_scorecam_memory"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or BENCHES

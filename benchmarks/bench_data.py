@@ -13,11 +13,18 @@ from embryo_xai.data.synthetic import generate_dataset
 
 
 def measure(root: Path, workers: int, batch_size: int, crop: int, batches: int) -> dict:
+    """Images/s over ``batches`` training batches (epochs repeated as needed), start-up excluded."""
     dm = EmbryoDataModule(root=str(root), generate_if_missing=False, crop_size=crop, batch_size=batch_size,
-                          num_workers=workers, frame_step=1, persistent_workers=False)
+                          num_workers=workers, frame_step=1, persistent_workers=workers > 0,
+                          test_fraction=0.2, val_fraction=0.1)
     dm.setup()
     loader = dm.train_dataloader()
-    iterator = iter(loader)
+
+    def stream():
+        while True:
+            yield from loader
+
+    iterator = stream()
     next(iterator)  # workers started, first batch out: exclude start-up
     start = time.perf_counter()
     images = 0
@@ -33,7 +40,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--root", help="existing data set (default: a fresh synthetic one)")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=100)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else generate_dataset(Path(tmp) / "synthetic", videos=4, seed=0,
