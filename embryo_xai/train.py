@@ -30,7 +30,7 @@ def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, met
                        best_ckpt: str | None) -> dict:
     """``test_metrics.json`` (accuracies, per-stage accuracy, class counts) and
     ``test_predictions.csv`` (one row per test frame) for the report."""
-    per_stage = model.test_per_stage.compute().tolist()
+    per_stage = model.test_per_stage_accuracy.tolist()
     payload = {
         "model": cfg.model.net.name,
         "test/acc_video": metrics.get("test/acc_video"),

@@ -45,6 +45,7 @@ class EmbryoLitModule(pl.LightningModule):
             for split in ("val", "test")
         })
         self.test_per_stage = MulticlassAccuracy(num_classes, average="none")
+        self.test_per_stage_accuracy: torch.Tensor | None = None
         self.test_predictions: list[dict[str, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +99,11 @@ class EmbryoLitModule(pl.LightningModule):
         self.test_predictions = []
 
     def on_test_epoch_end(self) -> None:
-        """Under DDP, gather every rank's predictions (the sampler gives each rank the same count,
-        padding with repeated frames) and keep each frame once, in frame order."""
+        """Per-stage accuracy, and under DDP every rank's predictions gathered (the sampler gives each
+        rank the same count, padding with repeated frames) with each frame kept once, in frame order.
+        Runs on every rank: both are collectives."""
+        self.test_per_stage_accuracy = self.test_per_stage.compute().cpu()
+        self.test_per_stage.reset()
         if not self.test_predictions:
             return
         local = {k: torch.cat([p[k] for p in self.test_predictions]) for k in self.test_predictions[0]}
