@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for model in models:
         run_dir = out / "train" / model
-        run_step(f"train {model}", "embryo_xai.train", [*study.train, f"model={model}"], run_dir,
+        overrides = [*study.train, f"model={model}", *study.get("model_overrides", {}).get(model, [])]
+        run_step(f"train {model}", "embryo_xai.train", overrides, run_dir,
                  run_dir / "test_metrics.json")
     for model, method in approaches(models, list(study.posthoc_methods)):
         run_dir = out / "faithfulness" / f"{model}-{method}"
