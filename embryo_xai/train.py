@@ -14,6 +14,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from embryo_xai.data.stages import STAGES
 from embryo_xai.utils import instantiate_dict, write_json
@@ -94,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                      output_dir)
     for logger in loggers:
         # One W&B run per job: without this, later jobs of a multirun log into the first run.
-        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+        if isinstance(logger, WandbLogger):
             import wandb
 
             wandb.finish()

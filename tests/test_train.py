@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from embryo_xai.models import create_model
-from embryo_xai.models.accuracy import PerVideoAccuracy, StageAccuracy, per_video_accuracy
+from embryo_xai.models.accuracy import StageAccuracy, per_video_accuracy
 from embryo_xai.train import train
 from tests.helpers import REPO, compose_config
 
@@ -36,7 +36,7 @@ def test_per_video_accuracy_hand_made_example():
     video = torch.tensor([0, 0, 0, 0, 1, 7, 7])
     expected = (0.75 + 0.0 + 1.0) / 3
     assert per_video_accuracy(preds == target, video).item() == pytest.approx(expected)
-    metric = PerVideoAccuracy()
+    metric = StageAccuracy("video")
     metric.update(preds[:3], target[:3], video[:3])
     metric.update(preds[3:], target[3:], video[3:])  # a video spread over two batches
     assert metric.compute().item() == pytest.approx(expected)

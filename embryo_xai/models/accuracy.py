@@ -68,6 +68,3 @@ class StageAccuracy(Metric):
             return correct.float().mean()
         return per_video_accuracy(correct, dim_zero_cat(self.video_idx)[keep])
 
-
-def PerVideoAccuracy(**kwargs) -> StageAccuracy:  # noqa: N802 - reads as a metric class
-    return StageAccuracy("video", **kwargs)
