@@ -7,6 +7,7 @@ batch is scored, so an interrupted run resumes where it stopped and never recomp
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -32,6 +33,7 @@ from embryo_xai.utils import write_json
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("32", "bf16")
 ROWS_FILE = "faithfulness_rows.csv"
 SUMMARY_FILE = "summary.json"
 SETTINGS_FILE = "settings.json"
@@ -101,6 +103,15 @@ class ApproachRun:
     metric_cfg: dict
     batch_size: int = 16
     save_maps: bool = True
+    #: "bf16": the model's forward passes under bf16 autocast (maps, scores and metric arithmetic
+    #: stay float32); "32": everything float32
+    precision: str = "32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.precision = str(self.precision)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @property
     def approach(self) -> Approach:
@@ -108,7 +119,13 @@ class ApproachRun:
 
     def settings(self, extra: dict) -> dict:
         return {"model": self.model_name, "method": self.method, "method_cfg": self.method_cfg,
-                "metrics": list(self.metric_names), "metric_cfg": self.metric_cfg, **extra}
+                "metrics": list(self.metric_names), "metric_cfg": self.metric_cfg, "precision": self.precision,
+                **extra}
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
 
 def finished_images(rows_path: Path, metric_names: Sequence[str]) -> set[int]:
@@ -140,15 +157,16 @@ def score_batch(model: nn.Module, explainer, images: torch.Tensor, labels: torch
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Explain a batch and score its maps. Returns per-image metric values, predictions,
     explained-class scores and the maps."""
-    with torch.inference_mode():
-        logits = model(images)
+    with torch.inference_mode(), run.autocast(images.device):
+        logits = model(images).float()
     predictions = logits.argmax(dim=1)
     explained = labels if run.metric_cfg.get("explained_class") == "label" else predictions
     use_logit = run.metric_cfg.get("score") == "logit"
     scores = (logits if use_logit else logits.softmax(dim=1)).gather(1, explained[:, None])[:, 0]
-    maps = explainer(model, images, explained)
     engine_cfg = {k: v for k, v in run.metric_cfg.items() if k != "metrics"}
-    values = faithfulness(model, images, maps, explained, run.metric_names, **engine_cfg)
+    with run.autocast(images.device):
+        maps = explainer(model, images, explained)
+        values = faithfulness(model, images, maps, explained, run.metric_names, **engine_cfg)
     return dict(values), predictions, scores, maps
 
 
@@ -197,6 +215,8 @@ def evaluate_approach(model: nn.Module, dataset: FrameDataset, image_ids: Sequen
     todo = [i for i in image_ids if i not in done]
     explainer = create_explainer(run.method, **{k: v for k, v in run.method_cfg.items() if k != "name"})
     model = model.to(device).eval()
+    if run.channels_last:  # same numbers, faster convolutions with bf16 on CPUs and GPUs
+        model = model.to(memory_format=torch.channels_last)
     batches = [todo[start:start + run.batch_size] for start in range(0, len(todo), run.batch_size)]
     bar = tqdm(total=len(todo), desc=f"{run.approach.label} ({run.model_name}/{run.method})", unit="img",
                disable=not progress or rank != 0, initial=0)
@@ -206,6 +226,8 @@ def evaluate_approach(model: nn.Module, dataset: FrameDataset, image_ids: Sequen
         if mine:
             samples = [dataset[i] for i in mine]
             images = to_model_input(torch.stack([s["image"] for s in samples]).to(device))
+            if run.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             labels = torch.tensor([s["label"] for s in samples], device=device)
             values, predictions, scores, maps = score_batch(model, explainer, images, labels, run)
             payload = (mine, labels.tolist(), predictions.tolist(), scores.tolist(),

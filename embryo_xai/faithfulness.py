@@ -89,7 +89,8 @@ def run(cfg: DictConfig) -> dict:
     approach = ApproachRun(
         out_dir=Path(cfg.paths.output_dir), model_name=model_name, method=cfg.method.name,
         method_cfg=OmegaConf.to_container(cfg.method, resolve=True), metric_names=tuple(metric_cfg.pop("metrics")),
-        metric_cfg=metric_cfg, batch_size=cfg.batch_size, save_maps=cfg.save_maps)
+        metric_cfg=metric_cfg, batch_size=cfg.batch_size, save_maps=cfg.save_maps,
+        precision=str(cfg.precision), channels_last=cfg.channels_last)
     check_settings(approach.out_dir, approach.settings({"ckpt": str(ckpt.resolve()), "n_images": cfg.n_images,
                                                         "sample_seed": cfg.sample_seed, "data": data_cfg}))
     summary = evaluate_approach(model, test_set, image_ids, approach, device=resolve_device(cfg.device))

@@ -2,14 +2,18 @@
 
 Trains every model, evaluates every approach (post-hoc methods on the CNN, attention maps of the
 attention models) with the 7 metrics, and writes the report. Each step runs the public entry
-point into a fixed run dir under ``--out`` and is skipped when its results are already there, so
-a second run reuses finished steps and an interrupted one resumes (faithfulness rows included).
+point (training and the report as subprocesses, faithfulness in this process) into a fixed run dir
+under ``--out`` and is skipped when its results are already there, so a second run reuses finished
+steps and an interrupted one resumes (faithfulness rows included). With ``warm_start`` in the study
+file, the other models start from the backbone of the one it names, which is then trained first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +21,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "study"
+CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
+CONF = CONF_ROOT / "study"
 
 
 def run_step(title: str, module: str, overrides: list[str], run_dir: Path, done: Path | None) -> None:
@@ -30,35 +35,82 @@ def run_step(title: str, module: str, overrides: list[str], run_dir: Path, done:
     print(f"[done] {title} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def run_faithfulness_step(title: str, overrides: list[str], run_dir: Path) -> None:
+    """One approach in this process (saves the ~6 s of imports a subprocess pays per approach), with
+    the config composed as ``python -m embryo_xai.faithfulness`` would and its log in the run dir."""
+    summary = run_dir / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("complete"):
+        print(f"[skip] {title}: done ({summary})", flush=True)
+        return  # an incomplete run is resumed by the entry point itself
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from embryo_xai import faithfulness
+
+    print(f"[run ] {title}", flush=True)
+    start = time.perf_counter()
+    with initialize_config_dir(config_dir=str(CONF_ROOT), version_base="1.3"):
+        cfg = compose("faithfulness", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a Hydra run
+    with open_dict(cfg):
+        del cfg.hydra
+        cfg.paths.root_dir = os.getcwd()
+        cfg.paths.output_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    handler = logging.FileHandler(run_dir / "faithfulness.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        faithfulness.run(cfg)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    print(f"[done] {title} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def approaches(models: list[str], posthoc: list[str]) -> list[tuple[str, str]]:
     return [("cnn", m) for m in posthoc if "cnn" in models] + [(m, "attention") for m in models if m != "cnn"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", default="demo", help=f"a study file in {CONF} (demo, paper)")
+    parser.add_argument("--study", default="demo", help=f"a study in {CONF} (demo, paper) or a study .yaml file")
     parser.add_argument("--out", default="outputs/main", help="where the steps' run dirs go")
     parser.add_argument("--models", nargs="+", help="override the study's models")
     args = parser.parse_args(argv)
-    study = OmegaConf.load(CONF / f"{args.study}.yaml")
+    study_file = Path(args.study) if args.study.endswith((".yaml", ".yml")) else CONF / f"{args.study}.yaml"
+    if not study_file.is_file():
+        known = ", ".join(sorted(p.stem for p in CONF.glob("*.yaml")))
+        raise SystemExit(f"no study file {study_file}; studies in {CONF}: {known}, or pass a .yaml path")
+    study = OmegaConf.load(study_file)
     models = list(args.models or study.models)
     out = Path(args.out).resolve()
     started = time.perf_counter()
 
+    warm = study.get("warm_start")
+    if warm and warm["from"] in models and models.index(warm["from"]) != 0:
+        models.remove(warm["from"])
+        models.insert(0, warm["from"])  # the others start from its backbone: train it first
     for model in models:
         run_dir = out / "train" / model
-        overrides = [*study.train, f"model={model}", *study.get("model_overrides", {}).get(model, [])]
+        overrides = [*study.train, f"model={model}"]
+        if warm and model != warm["from"]:
+            source = out / "train" / warm["from"] / "checkpoints" / "best.ckpt"
+            if not source.is_file():
+                raise SystemExit(f"warm start: {source} not found; train {warm['from']!r} first "
+                                 f"(include it in --models) or drop `warm_start` from the study file")
+            overrides += [f"model.backbone_init={source}", *warm.get("overrides", [])]
+        overrides += list(study.get("model_overrides", {}).get(model, []))
         run_step(f"train {model}", "embryo_xai.train", overrides, run_dir,
                  run_dir / "test_metrics.json")
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     for model, method in approaches(models, list(study.posthoc_methods)):
-        run_dir = out / "faithfulness" / f"{model}-{method}"
-        summary = run_dir / "summary.json"
-        complete = summary.is_file() and json.loads(summary.read_text()).get("complete")
-        # the entry point resumes an incomplete run; a complete one is skipped
-        run_step(f"faithfulness {model} / {method}", "embryo_xai.faithfulness",
-                 [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}",
-                  *study.faithfulness, *study.method_overrides.get(method, [])],
-                 run_dir, summary if complete else None)
+        run_faithfulness_step(f"faithfulness {model} / {method}",
+                              [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}",
+                               *study.faithfulness, *study.method_overrides.get(method, [])],
+                              out / "faithfulness" / f"{model}-{method}")
     report_dir = out / "report"
     run_step("report", "embryo_xai.report", [f"runs=[{out / 'train'},{out / 'faithfulness'}]", *study.report],
              report_dir, None)

@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from embryo_xai.models import abn, bcnn, brnpa, cnn, ibp  # noqa: F401  (registers the models)
+from embryo_xai.models.module import EmbryoLitModule
 from embryo_xai.models.registry import create_model
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
@@ -202,6 +203,29 @@ def test_ibp_init_from_cnn_checkpoint(tmp_path: Path) -> None:
     model = build("ibp", init_from=str(path))
     for key, value in trained_cnn.backbone.state_dict().items():
         torch.testing.assert_close(model.backbone.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("name", ["cnn", "abn", "bcnn", "ibp", "brnpa"])
+def test_backbone_warm_start_from_cnn_checkpoint(name: str, tmp_path: Path) -> None:
+    """``backbone_init``: every model's backbone (BR-NPA's dilated one too) starts from a trained CNN's;
+    ABN's attention branch, a copy of layer4, starts from the loaded layer4."""
+    trained_cnn = build("cnn", seed=7)
+    path = tmp_path / "cnn.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in trained_cnn.state_dict().items()}}, path)
+    module = EmbryoLitModule(net={"name": name, "backbone": "resnet18"}, backbone_init=str(path))
+    for key, value in trained_cnn.backbone.state_dict().items():
+        torch.testing.assert_close(module.net.backbone.state_dict()[key], value)
+    if name == "abn":
+        for key, value in trained_cnn.backbone.layer4.state_dict().items():
+            torch.testing.assert_close(module.net.attention_block.state_dict()[key], value)
+    assert module(images(batch=2)).shape == (2, 16)
+
+
+def test_backbone_warm_start_needs_the_same_backbone(tmp_path: Path) -> None:
+    path = tmp_path / "cnn.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in build("cnn").state_dict().items()}}, path)
+    with pytest.raises(ValueError, match="backbone does not match"):
+        create_model("abn", backbone="resnet10t").init_backbone_from(path)
 
 
 # ---------------------------------------------------------------- BR-NPA

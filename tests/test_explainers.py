@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers import create_explainer, list_explainers
-from embryo_xai.explainers.base import finalize_maps
+from embryo_xai.explainers.base import finalize_maps, weighted_channel_sum
 from embryo_xai.models import create_model
 
 ALIVE_CHANNELS = 40
@@ -278,3 +278,23 @@ def test_rise_masks_and_full_resolution(model, images):
     pooled = explain("rise", model, images[:1])
     assert full.shape == (1, SIZE, SIZE)
     torch.testing.assert_close(torch.nn.functional.adaptive_avg_pool2d(full, 7), pooled)
+
+
+@pytest.mark.parametrize("name", POST_HOC)
+def test_bf16_autocast_keeps_maps_float32_and_close(name, model, images):
+    """Under bf16 autocast only the forward passes drop precision: maps come out float32 (a bf16 map
+    would tie pixels the metrics rank) and stay close to the float32 maps."""
+    reference = explain(name, model, images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        maps = explain(name, model, images)
+    assert maps.dtype == torch.float32 and maps.shape == reference.shape
+    assert bool((pearson(maps, reference) > 0.9).all()), pearson(maps, reference)
+
+
+def test_weighted_channel_sum_is_float32_under_autocast():
+    weights = torch.rand(2, 8)
+    features = torch.rand(2, 8, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        maps = weighted_channel_sum(weights, features)
+    assert maps.dtype == torch.float32
+    torch.testing.assert_close(maps, torch.einsum("bc,bchw->bhw", weights, features))

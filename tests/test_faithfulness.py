@@ -166,3 +166,18 @@ def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
         assert len(rows) == 3 * 7
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "faithfulness/gradcampp/dauc" in logged
+
+
+def test_bf16_precision_close_to_float32(tiny_train_run, tmp_path):
+    exact, _ = run_faithfulness(tiny_train_run, tmp_path / "fp32", "method=gradcampp")
+    fast, out = run_faithfulness(tiny_train_run, tmp_path / "bf16", "method=gradcampp", "precision=bf16",
+                                 "channels_last=true")
+    assert json.loads((out / "settings.json").read_text())["precision"] == "bf16"
+    assert __import__("numpy").load(out / "maps.npz")["maps"].dtype == "float16"  # stored as before
+    for metric in ("dauc", "iauc", "ad", "add"):
+        assert fast["means"][metric] == pytest.approx(exact["means"][metric], abs=0.05), metric
+
+
+def test_unknown_precision_is_refused(tiny_train_run, tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        run_faithfulness(tiny_train_run, tmp_path, "method=am", "precision=fp8")

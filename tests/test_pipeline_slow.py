@@ -102,3 +102,30 @@ def test_cnn_beats_global_statistics_by_far(tmp_path):
     stats_accuracy = float((forest.predict(test_stats) == test_labels).mean())
     print(f"\nCNN frame accuracy {cnn_accuracy:.3f} vs global statistics {stats_accuracy:.3f}")
     assert cnn_accuracy > stats_accuracy + 0.2
+
+
+def test_study_runner_warm_start_and_idempotent_rerun(tiny_dataset, tmp_path):
+    """`python -m embryo_xai.main` (what `make run` calls) on a tiny study file: the attention model
+    starts from the CNN's backbone, every step lands, and a second run reuses every finished step."""
+    logs = tmp_path / "outputs"
+    study = {
+        "train": [f"paths.log_dir={logs}", *tiny_train_overrides(tiny_dataset[0])],
+        "models": ["brnpa", "cnn"],  # the warm-start source is trained first whatever the order
+        "warm_start": {"from": "cnn", "overrides": ["trainer.max_epochs=1"]},
+        "model_overrides": {},
+        "posthoc_methods": ["am"],
+        "faithfulness": ["n_images=3", "batch_size=3", "metrics.max_steps=4", "data.num_workers=0",
+                         f"paths.log_dir={logs}", "precision=bf16"],
+        "method_overrides": {},
+        "report": ["bootstrap=20", "embedding.umap=false", f"paths.log_dir={logs}"],
+    }
+    study_file = tmp_path / "tiny_study.yaml"
+    study_file.write_text(json.dumps(study))  # JSON is YAML
+    first = run("embryo_xai.main", "--study", str(study_file), "--out", str(tmp_path / "study"))
+    assert first.stdout.index("[run ] train cnn") < first.stdout.index("[run ] train brnpa")
+    config = (tmp_path / "study" / "train" / "brnpa" / "checkpoints" / "config.yaml").read_text()
+    assert "backbone_init: " + str(tmp_path / "study" / "train" / "cnn" / "checkpoints" / "best.ckpt") in config
+    assert (tmp_path / "study" / "report" / "table1.md").is_file()
+    second = run("embryo_xai.main", "--study", str(study_file), "--out", str(tmp_path / "study"))
+    assert "[run ] train" not in second.stdout and "[run ] faithfulness" not in second.stdout
+    assert second.stdout.count("[skip]") == 2 + 2  # 2 trainings, 2 approaches (the report always reruns)

@@ -23,7 +23,8 @@ class FaithfulnessCallback(pl.Callback):
     """
 
     def __init__(self, out_dir: str, methods: list, metrics: dict | None = None, n_images: int | str = 100,
-                 sample_seed: int = 0, batch_size: int = 16, save_maps: bool = True) -> None:
+                 sample_seed: int = 0, batch_size: int = 16, save_maps: bool = True,
+                 precision: str = "32") -> None:
         super().__init__()
         self.out_dir = Path(out_dir)
         self.methods = [{"name": m} if isinstance(m, str) else dict(m) for m in methods]
@@ -33,6 +34,7 @@ class FaithfulnessCallback(pl.Callback):
         self.sample_seed = sample_seed
         self.batch_size = batch_size
         self.save_maps = save_maps
+        self.precision = str(precision)
         self.summaries: list[dict] = []
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -46,7 +48,7 @@ class FaithfulnessCallback(pl.Callback):
             for method_cfg in self.methods:
                 run = ApproachRun(self.out_dir / f"{model_name}-{method_cfg['name']}", model_name,
                                   method_cfg["name"], method_cfg, self.metric_names, dict(self.metric_cfg),
-                                  self.batch_size, self.save_maps)
+                                  self.batch_size, self.save_maps, self.precision)
                 summary = evaluate_approach(model, test_set, image_ids, run, device=pl_module.device,
                                             rank=trainer.global_rank, world_size=trainer.world_size)
                 if trainer.is_global_zero:

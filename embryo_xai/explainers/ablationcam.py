@@ -20,7 +20,9 @@ class AblationCAM(Explainer):
     name = "ablationcam"
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        with torch.inference_mode():
+        # float32 even under bf16 autocast: the weights are small score differences, which bf16
+        # rounds away; the re-runs are head-only, so this costs little
+        with torch.inference_mode(), torch.autocast(images.device.type, enabled=False):
             acts = self.layer_activations(model, images)
             targets = self.resolve_targets(acts.logits, targets)
             features = acts.features

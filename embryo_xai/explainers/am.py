@@ -17,4 +17,4 @@ class ActivationMap(Explainer):
         with torch.inference_mode():
             acts = self.layer_activations(model, images)
             self.resolve_targets(acts.logits, targets)
-            return acts.features.mean(dim=1)
+            return acts.features.float().mean(dim=1)

@@ -20,7 +20,8 @@ class AttentionMap(Explainer):
             post_hoc = [name for name in list_explainers() if name != self.name]
             raise ValueError(f"{type(model).__name__} has no attention map (has_attention is False); "
                              f"use a post-hoc method: {', '.join(post_hoc)}")
-        with torch.inference_mode():
+        # one forward: run it in float32 even under bf16 autocast, so maps keep their ranking
+        with torch.inference_mode(), torch.autocast(images.device.type, enabled=False):
             maps = model.attention(images)
         if maps.ndim != 3 or len(maps) != len(images):
             raise ValueError(f"{type(model).__name__}.attention must return (B, h, w), "

@@ -37,13 +37,17 @@ class LayerActivations:
 
 def class_score(logits: torch.Tensor, targets: torch.Tensor, score: str) -> torch.Tensor:
     """Score of each row's target class: softmax probability (DESIGN §2 default) or raw logit."""
+    logits = logits.float()  # bf16 logits under autocast: score arithmetic stays float32
     values = logits.softmax(dim=1) if score == "prob" else logits
     return values.gather(1, targets[:, None])[:, 0]
 
 
 def weighted_channel_sum(weights: torch.Tensor, features: torch.Tensor, relu: bool = True) -> torch.Tensor:
-    """``Σ_k w_k A_k``: (B, C) weights and (B, C, h, w) maps -> (B, h, w), ReLU'd unless told not."""
-    maps = torch.einsum("bc,bchw->bhw", weights, features)
+    """``Σ_k w_k A_k``: (B, C) weights and (B, C, h, w) maps -> (B, h, w), ReLU'd unless told not.
+
+    Always float32, also under bf16 autocast: a bf16 map would tie pixels that the metrics rank."""
+    with torch.autocast(features.device.type, enabled=False):
+        maps = torch.einsum("bc,bchw->bhw", weights.float(), features.float())
     return maps.clamp_min(0) if relu else maps
 
 
@@ -254,7 +258,7 @@ def gradients_at_layer(explainer: Explainer, model: nn.Module, images: torch.Ten
         targets = explainer.resolve_targets(acts.logits, targets)
         scores = explainer.class_score(acts.logits, targets)
         (grads,) = torch.autograd.grad(scores.sum(), acts.features)
-    return acts.features.detach(), grads.detach()
+    return acts.features.detach().float(), grads.detach().float()
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -29,7 +29,7 @@ class ScoreCAM(Explainer):
         with torch.inference_mode():
             acts = self.layer_activations(model, images)
             targets = self.resolve_targets(acts.logits, targets)
-            features = acts.features
+            features = acts.features.float()  # masks made in float32 also under bf16 autocast
             flat = features.flatten(2)
             varying = flat.amax(dim=2) > flat.amin(dim=2)
             if not self.skip_constant_channels:

@@ -76,6 +76,11 @@ class ABN(EmbryoClassifier):
         self.attention_logit_conv = nn.Conv2d(num_classes, num_classes, kernel_size=1, bias=False)
         self.head = ClassifierHead(channels, num_classes, dropout)
 
+    def init_backbone_from(self, path) -> None:
+        super().init_backbone_from(path)
+        # the attention branch is a stride-1 copy of layer4: it starts from the loaded layer4 too
+        self.attention_block.load_state_dict(self.backbone.layer4.state_dict())
+
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         layer3 = self.backbone.forward_until(x, "layer3")
         require_map_size(layer3, x, "abn", stride=16)

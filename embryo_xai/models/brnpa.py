@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from embryo_xai.models.abn import require_map_size
 from embryo_xai.models.backbone import ResNetBackbone, feature_norm
-from embryo_xai.models.base import EmbryoClassifier
-from embryo_xai.models.ibp import load_lightning_checkpoint, state_dict_under
+from embryo_xai.models.base import EmbryoClassifier, load_lightning_checkpoint, state_dict_under
 from embryo_xai.models.registry import create_model, register_model
 
 

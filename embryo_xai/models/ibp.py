@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -71,24 +70,6 @@ def shaping_loss(occurrences: torch.Tensor, alpha: float = 1.0, beta: float = 0.
     return (occurrences.sort(dim=0).values - quantiles.unsqueeze(1)).pow(2).mean()
 
 
-def load_lightning_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint read with ``weights_only=True`` (no code runs from the file)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler raises several types; all mean the same to a user
-        raise ValueError(f"cannot read checkpoint {path} with weights_only=True ({error}); its "
-                         "hyper_parameters must be plain containers, not OmegaConf objects") from error
-
-
-def state_dict_under(checkpoint: dict, prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of a checkpoint's state_dict under ``prefix``, with the prefix removed."""
-    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items()
-             if key.startswith(prefix)}
-    if not state:
-        raise ValueError(f"checkpoint has no state_dict entries starting with {prefix!r}")
-    return state
-
-
 @register_model("ibp")
 class IBP(EmbryoClassifier):
     has_attention = True
@@ -108,8 +89,7 @@ class IBP(EmbryoClassifier):
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, output_stride=output_stride)
         if init_from:
             # Start from a trained CNN (the authors initialise IBP from a fine-tuned backbone).
-            checkpoint = load_lightning_checkpoint(init_from)
-            self.backbone.load_state_dict(state_dict_under(checkpoint, "net.backbone."))
+            self.init_backbone_from(init_from)
         channels = self.backbone.num_features
         # Post-ReLU features are non-negative: start the centres in that orthant.
         self.centres = nn.Parameter(torch.rand(num_parts, channels))
@@ -125,17 +105,23 @@ class IBP(EmbryoClassifier):
         return features
 
     def assign(self, features: torch.Tensor) -> torch.Tensor:
-        """Soft assignment of every pixel to the parts, (B, C, h, w) -> (B, K, h, w), sums to 1 over K."""
-        centre_norms = self.centres.pow(2).sum(1).view(1, -1, 1, 1)
-        squared_distance = (features.pow(2).sum(1, keepdim=True) + centre_norms
-                            - 2 * torch.einsum("bchw,kc->bkhw", features, self.centres)).clamp_min(0)
-        return torch.softmax(-squared_distance / self.log_scale.exp().view(1, -1, 1, 1), dim=1)
+        """Soft assignment of every pixel to the parts, (B, C, h, w) -> (B, K, h, w), sums to 1 over K.
+
+        Always in float32: |f|² + |c|² − 2 f·c cancels catastrophically in bf16 (autocast), which
+        flips assignments; with K parts this costs next to nothing."""
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            centre_norms = self.centres.pow(2).sum(1).view(1, -1, 1, 1)
+            squared_distance = (features.pow(2).sum(1, keepdim=True) + centre_norms
+                                - 2 * torch.einsum("bchw,kc->bkhw", features, self.centres)).clamp_min(0)
+            return torch.softmax(-squared_distance / self.log_scale.exp().view(1, -1, 1, 1), dim=1)
 
     def _head(self, features: torch.Tensor, assignments: torch.Tensor) -> torch.Tensor:
-        weights = assignments.flatten(2)
-        mean_features = torch.einsum("bkn,bcn->bkc", weights, features.flatten(2))
-        mean_features = mean_features / weights.sum(2, keepdim=True).clamp_min(1e-5)
-        region_features = F.normalize(mean_features - self.centres, dim=2)
+        with torch.autocast(features.device.type, enabled=False):  # residuals to the centres: float32 too
+            weights = assignments.float().flatten(2)
+            mean_features = torch.einsum("bkn,bcn->bkc", weights, features.float().flatten(2))
+            mean_features = mean_features / weights.sum(2, keepdim=True).clamp_min(1e-5)
+            region_features = F.normalize(mean_features - self.centres, dim=2)
         part_attention = torch.sigmoid(self.part_scorer(region_features))
         return self.fc(self.dropout(self.bn((part_attention * region_features).flatten(1))))
 

@@ -32,10 +32,13 @@ class EmbryoLitModule(pl.LightningModule):
     accuracy (torchmetrics, DDP-synced) for validation and test, per-stage test accuracy."""
 
     def __init__(self, net: dict, optimizer: dict | None = None, scheduler: str = "cosine",
-                 num_classes: int = NUM_CLASSES, channels_last: bool = False) -> None:
+                 num_classes: int = NUM_CLASSES, channels_last: bool = False,
+                 backbone_init: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(num_classes=num_classes, **net)
+        if backbone_init:  # warm start from another run's trained backbone (e.g. the CNN's)
+            self.net.init_backbone_from(backbone_init)
         self.train_loss = MeanMetric()
         self.metrics = torch.nn.ModuleDict({
             split: torch.nn.ModuleDict({
