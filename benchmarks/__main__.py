@@ -1,4 +1,7 @@
-"""Run every benchmark in one process, one after the other (one table each)."""
+"""Run every benchmark in one process, one after the other (one table each).
+
+``python -m benchmarks [name ...]`` runs the named ones; ``bench_precision`` (bf16 against float32
+faithfulness on `make run`'s trained models, ~10 min) runs only when named."""
 
 import importlib
 import sys

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -97,6 +98,34 @@ def run(cfg: DictConfig) -> dict:
     means = ", ".join(f"{k}={v:.4f}" for k, v in summary["means"].items())
     log.info("%s on %d images: %s -> %s", summary["approach"], summary["n_images"], means, approach.out_dir)
     return summary
+
+
+def run_in_process(overrides: list[str], run_dir: str | Path) -> dict:
+    """``python -m embryo_xai.faithfulness <overrides> hydra.run.dir=<run_dir>`` without a new process
+    (the study runner and benchmarks call it per approach): the same composed config, saved to
+    ``<run_dir>/config.yaml``, and the log in ``<run_dir>/faithfulness.log``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    run_dir = Path(run_dir)
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("faithfulness", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a Hydra run
+    with open_dict(cfg):
+        del cfg.hydra
+        cfg.paths.root_dir = os.getcwd()
+        cfg.paths.output_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    handler = logging.FileHandler(run_dir / "faithfulness.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        return run(cfg)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="faithfulness")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -21,8 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
-CONF = CONF_ROOT / "study"
+CONF = Path(__file__).resolve().parents[1] / "conf" / "study"
 
 
 def run_step(title: str, module: str, overrides: list[str], run_dir: Path, done: Path | None) -> None:
@@ -36,37 +34,16 @@ def run_step(title: str, module: str, overrides: list[str], run_dir: Path, done:
 
 
 def run_faithfulness_step(title: str, overrides: list[str], run_dir: Path) -> None:
-    """One approach in this process (saves the ~6 s of imports a subprocess pays per approach), with
-    the config composed as ``python -m embryo_xai.faithfulness`` would and its log in the run dir."""
+    """One approach in this process (saves the ~6 s of imports a subprocess pays per approach)."""
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("complete"):
         print(f"[skip] {title}: done ({summary})", flush=True)
         return  # an incomplete run is resumed by the entry point itself
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from embryo_xai import faithfulness
+    from embryo_xai.faithfulness import run_in_process
 
     print(f"[run ] {title}", flush=True)
     start = time.perf_counter()
-    with initialize_config_dir(config_dir=str(CONF_ROOT), version_base="1.3"):
-        cfg = compose("faithfulness", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a Hydra run
-    with open_dict(cfg):
-        del cfg.hydra
-        cfg.paths.root_dir = os.getcwd()
-        cfg.paths.output_dir = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    handler = logging.FileHandler(run_dir / "faithfulness.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(handler)
-    try:
-        faithfulness.run(cfg)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    run_in_process(overrides, run_dir)
     print(f"[done] {title} in {time.perf_counter() - start:.0f} s", flush=True)
 
 

@@ -181,3 +181,19 @@ def test_bf16_precision_close_to_float32(tiny_train_run, tmp_path):
 def test_unknown_precision_is_refused(tiny_train_run, tmp_path):
     with pytest.raises(ValueError, match="precision must be one of"):
         run_faithfulness(tiny_train_run, tmp_path, "method=am", "precision=fp8")
+
+
+def test_bench_precision_runs_both_precisions(tiny_train_run, tmp_path):
+    from benchmarks import bench_precision
+
+    (tmp_path / "study" / "train").mkdir(parents=True)
+    (tmp_path / "study" / "train" / "cnn").symlink_to(tiny_train_run)
+    rows = bench_precision.main(["--study-dir", str(tmp_path / "study"), "--models", "cnn", "--methods", "am",
+                                 "--n-images", "3", "--out", str(tmp_path / "bench")])
+    assert [r["approach"] for r in rows] == ["cnn/am", "all"]
+    assert rows[0]["float32 s"] > 0 and rows[0]["bf16 s"] > 0 and 0 <= rows[0]["predictions changed"] <= 3
+    for precision in ("32", "bf16"):
+        folder = "float32" if precision == "32" else "bf16"
+        settings = json.loads((tmp_path / "bench" / folder / "cnn-am" / "settings.json").read_text())
+        assert settings["precision"] == precision
+    assert (tmp_path / "bench" / "bench_precision.csv").is_file()

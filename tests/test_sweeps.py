@@ -64,7 +64,7 @@ def test_trainer_and_launcher_choices_compose():
 def test_study_files_list_the_papers_nine_approaches():
     from embryo_xai.main import approaches
 
-    for name in ("demo", "paper"):
+    for name in ("demo", "demo_scratch", "paper"):
         study = OmegaConf.load(Path(CONF) / "study" / f"{name}.yaml")
         found = approaches(list(study.models), list(study.posthoc_methods))
         assert len(found) == 9 and ("brnpa", "attention") in found and ("cnn", "scorecam") in found
