@@ -53,14 +53,14 @@ def approaches(models: list[str], posthoc: list[str]) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", default="demo", help=f"a study in {CONF} (demo, paper) or a study .yaml file")
+    studies = ", ".join(sorted(p.stem for p in CONF.glob("*.yaml")))
+    parser.add_argument("--study", default="demo", help=f"a study in {CONF} ({studies}) or a study .yaml file")
     parser.add_argument("--out", default="outputs/main", help="where the steps' run dirs go")
     parser.add_argument("--models", nargs="+", help="override the study's models")
     args = parser.parse_args(argv)
     study_file = Path(args.study) if args.study.endswith((".yaml", ".yml")) else CONF / f"{args.study}.yaml"
     if not study_file.is_file():
-        known = ", ".join(sorted(p.stem for p in CONF.glob("*.yaml")))
-        raise SystemExit(f"no study file {study_file}; studies in {CONF}: {known}, or pass a .yaml path")
+        raise SystemExit(f"no study file {study_file}; studies in {CONF}: {studies}, or pass a .yaml path")
     study = OmegaConf.load(study_file)
     models = list(args.models or study.models)
     out = Path(args.out).resolve()
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             if not source.is_file():
                 raise SystemExit(f"warm start: {source} not found; train {warm['from']!r} first "
                                  f"(include it in --models) or drop `warm_start` from the study file")
-            overrides += [f"model.backbone_init={source}", *warm.get("overrides", [])]
+            # quoted: a path with spaces or '=' stays one Hydra value
+            overrides += [f"model.backbone_init='{source}'", *warm.get("overrides", [])]
         overrides += list(study.get("model_overrides", {}).get(model, []))
         run_step(f"train {model}", "embryo_xai.train", overrides, run_dir,
                  run_dir / "test_metrics.json")
