@@ -314,28 +314,23 @@ def _training_sections(study, out_dir, fig_dir, logged_tables, add_figure) -> li
     from embryo_xai.data.stages import STAGES
 
     section = Section("Data set and accuracy (Fig. 1)")
+
+    def per_stage_bars(name: str, table: pd.DataFrame, title: str, ylabel: str, caption: str) -> None:
+        """A per-stage table as CSV, W&B table and grouped bar figure."""
+        table.to_csv(out_dir / f"{name}.csv", index_label="stage")
+        logged_tables[name] = table.reset_index(names="stage")
+        add_figure(section, name, figures.grouped_bars(table, fig_dir / name, title, ylabel), caption)
+
     with_counts = [t for t in study.trainings if t.class_counts]
     if with_counts:
         counts = pd.DataFrame(with_counts[-1].class_counts).reindex(STAGES).fillna(0).astype(int)
-        counts.to_csv(out_dir / "class_distribution.csv", index_label="stage")
-        logged_tables["class_distribution"] = counts.reset_index(names="stage")
-        add_figure(
-            section,
-            "class_distribution",
-            figures.grouped_bars(counts, fig_dir / "class_distribution", "Class distribution per split", "frames"),
-            "Frames per stage in each split.",
-        )
+        per_stage_bars("class_distribution", counts, "Class distribution per split", "frames",
+                       "Frames per stage in each split.")
     newest = {t.model: t for t in study.trainings if t.per_stage_acc}
     if newest:
         accuracy = pd.DataFrame({m: t.per_stage_acc for m, t in newest.items()}).reindex(STAGES) * 100
-        accuracy.to_csv(out_dir / "per_stage_accuracy.csv", index_label="stage")
-        logged_tables["per_stage_accuracy"] = accuracy.reset_index(names="stage")
-        add_figure(
-            section,
-            "per_stage_accuracy",
-            figures.grouped_bars(accuracy, fig_dir / "per_stage_accuracy", "Test accuracy per stage", "accuracy (%)"),
-            "Per-stage test frame accuracy of each model.",
-        )
+        per_stage_bars("per_stage_accuracy", accuracy, "Test accuracy per stage", "accuracy (%)",
+                       "Per-stage test frame accuracy of each model.")
         summary = pd.DataFrame(
             {
                 "model": list(newest),
