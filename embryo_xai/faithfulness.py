@@ -26,6 +26,7 @@ from embryo_xai.evaluation import (
     load_model_from_checkpoint,
     sample_test_indices,
 )
+from embryo_xai.utils import compose_job
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +105,8 @@ def run_in_process(overrides: list[str], run_dir: str | Path) -> dict:
     """``python -m embryo_xai.faithfulness <overrides> hydra.run.dir=<run_dir>`` without a new process
     (the study runner and benchmarks call it per approach): the same composed config, saved to
     ``<run_dir>/config.yaml``, and the log in ``<run_dir>/faithfulness.log``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
     run_dir = Path(run_dir)
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("faithfulness", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a Hydra run
-    with open_dict(cfg):
-        del cfg.hydra
-        cfg.paths.root_dir = os.getcwd()
-        cfg.paths.output_dir = str(run_dir)
+    cfg = compose_job("faithfulness", overrides, output_dir=run_dir, root_dir=os.getcwd())
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     handler = logging.FileHandler(run_dir / "faithfulness.log")

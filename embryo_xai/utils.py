@@ -8,9 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_job(config_name: str, overrides: list[str], output_dir: str | Path, root_dir: str | Path) -> DictConfig:
+    """The job config ``python -m embryo_xai.<config_name> <overrides>`` would see, composed without
+    a Hydra run: ``${hydra:...}`` interpolations resolve, and the run dir is ``output_dir``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra  # as in a real run, where the job config has no hydra node
+        cfg.paths.root_dir = str(root_dir)
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
