@@ -26,6 +26,7 @@ from tqdm import tqdm
 from embryo_xai.analysis.spec import Approach
 from embryo_xai.data.dataset import FrameDataset, to_model_input
 from embryo_xai.data.stages import STAGES
+from embryo_xai.errors import CheckpointError, UsageError, one_line
 from embryo_xai.explainers import create_explainer, list_explainers
 from embryo_xai.metrics import check_metric_names, faithfulness
 from embryo_xai.models import create_model
@@ -42,12 +43,9 @@ COLUMNS = ("approach", "model", "method", "image_id", "video", "run", "label", "
            "metric", "value")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing or not one of ours."""
-
-
-def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the classifier of an ``EmbryoLitModule`` checkpoint (loaded with weights_only=True)."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """An ``EmbryoLitModule`` checkpoint, loaded with weights_only=True; a missing, corrupt or foreign
+    file raises a CheckpointError in one line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (expected a .ckpt written by "
@@ -55,11 +53,19 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise CheckpointError(f"cannot load {path} as a weights-only checkpoint: {error}") from error
+        # torch.load's own message is a wall of unpickler text: one line says what the file is not
+        raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({one_line(error)})") from None
     net_cfg = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
     if not isinstance(net_cfg, dict) or "name" not in net_cfg or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not an embryo_xai training checkpoint: expected 'state_dict' and "
                               "hyper_parameters['net'] with the model's create_model arguments")
+    return checkpoint
+
+
+def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the classifier of an ``EmbryoLitModule`` checkpoint (loaded with weights_only=True)."""
+    checkpoint = read_checkpoint(path, map_location)
+    net_cfg = checkpoint["hyper_parameters"]["net"]
     num_classes = checkpoint["hyper_parameters"].get("num_classes", len(STAGES))
     model = create_model(num_classes=num_classes, **net_cfg)
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
@@ -70,14 +76,26 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     return model.eval(), net_cfg
 
 
+def check_names(methods: Sequence[str], metrics: Sequence[str]) -> tuple[str, ...]:
+    """Fail before any work on a method or metric name that does not exist (one clear line, naming the
+    known ones); returns the normalised metric names."""
+    unknown = [m for m in methods if m not in list_explainers()]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(map(repr, unknown))}; known methods: "
+                         f"{', '.join(list_explainers())}")
+    try:
+        return check_metric_names(list(metrics))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def check_method_applies(model: nn.Module, model_name: str, method: str) -> None:
     """``attention`` needs a model with its own attention map; post-hoc methods need feature maps."""
-    if method not in list_explainers():
-        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(list_explainers())}")
+    check_names([method], ["dauc"])
     has_attention = bool(getattr(model, "has_attention", False))
     if method == "attention" and not has_attention:
         applies = [m for m in list_explainers() if m != "attention"]
-        raise ValueError(f"method 'attention' does not apply to model {model_name!r}, which has no attention "
+        raise UsageError(f"method 'attention' does not apply to model {model_name!r}, which has no attention "
                          f"map; methods that apply: {', '.join(applies)}")
 
 
@@ -86,7 +104,7 @@ def sample_test_indices(n_available: int, n_images: int | str, seed: int) -> lis
     if n_images == "all" or int(n_images) >= n_available:
         return list(range(n_available))
     if int(n_images) < 1:
-        raise ValueError(f"n_images must be >= 1 or 'all', got {n_images}")
+        raise UsageError(f"n_images must be >= 1 or 'all', got {n_images}")
     chosen = np.random.default_rng(seed).choice(n_available, size=int(n_images), replace=False)
     return sorted(int(i) for i in chosen)
 
@@ -146,7 +164,7 @@ def check_settings(out_dir: Path, settings: dict) -> None:
         previous = json.loads(path.read_text())
         if previous != json.loads(json.dumps(settings)):
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ValueError(f"{out_dir} holds results computed with other settings (differ in: {changed}); "
+            raise UsageError(f"{out_dir} holds results computed with other settings (differ in: {changed}); "
                              "use another run dir or delete it to start over")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +222,7 @@ def evaluate_approach(model: nn.Module, dataset: FrameDataset, image_ids: Sequen
     """
     out_dir = run.out_dir
     rows_path = out_dir / ROWS_FILE
-    run.metric_names = check_metric_names(run.metric_names)
+    run.metric_names = check_names([run.method], run.metric_names)
     check_method_applies(model, run.model_name, run.method)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)

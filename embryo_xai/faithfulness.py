@@ -18,9 +18,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from embryo_xai.data.datamodule import EmbryoDataModule
+from embryo_xai.errors import CheckpointError, exit_on_usage_error
 from embryo_xai.evaluation import (
     ApproachRun,
-    CheckpointError,
+    check_names,
     check_settings,
     evaluate_approach,
     load_model_from_checkpoint,
@@ -38,7 +39,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def find_training_run(log_dir: Path, model: str) -> Path:
-    """The most recent finished training run of ``model`` under ``log_dir``."""
+    """The most recent finished training run of ``model`` anywhere under ``log_dir`` (``outputs/``:
+    ``train/runs``, sweeps, and the study's ``main/train/<model>`` of ``make run`` alike)."""
     candidates = []
     for metrics_file in log_dir.glob("**/test_metrics.json"):
         try:
@@ -46,9 +48,11 @@ def find_training_run(log_dir: Path, model: str) -> Path:
                 candidates.append(metrics_file.parent)
         except (OSError, json.JSONDecodeError):
             continue
+    candidates = [c for c in candidates if (c / "checkpoints" / "best.ckpt").is_file()]
     if not candidates:
         raise CheckpointError(f"no finished training run of model {model!r} under {log_dir}; train one with "
-                              f"`python -m embryo_xai.train model={model}` or pass train_run=DIR / ckpt=FILE")
+                              f"`python -m embryo_xai.train model={model}` (CPU: add experiment=demo) or pass "
+                              "train_run=DIR / ckpt=FILE")
     return max(candidates, key=lambda p: (p / "test_metrics.json").stat().st_mtime)
 
 
@@ -57,7 +61,17 @@ def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, Path]:
     if cfg.ckpt:
         ckpt = Path(cfg.ckpt)
         return ckpt, ckpt.resolve().parent.parent
-    run_dir = Path(cfg.train_run) if cfg.train_run else find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+    if not cfg.train_run:
+        run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+        log.info("explaining the latest finished %s run: %s (pass train_run=DIR for another)",
+                 cfg.model.net.name, run_dir)
+        return run_dir / "checkpoints" / "best.ckpt", run_dir
+    run_dir = Path(cfg.train_run)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"train_run={run_dir}: no such directory")
+    if not (run_dir / "checkpoints" / "best.ckpt").is_file():
+        raise CheckpointError(f"train_run={run_dir} has no finished checkpoint (checkpoints/best.ckpt): did its "
+                              "training finish? Pass a finished run, or leave train_run out for the latest one")
     return run_dir / "checkpoints" / "best.ckpt", run_dir
 
 
@@ -74,6 +88,7 @@ def training_data_config(run_dir: Path, overrides: DictConfig) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    check_names([cfg.method.name], cfg.metrics.metrics)  # before loading anything
     ckpt, train_run = resolve_checkpoint(cfg)
     model, net_cfg = load_model_from_checkpoint(ckpt)
     model_name = cfg.model.net.name
@@ -120,6 +135,7 @@ def run_in_process(overrides: list[str], run_dir: str | Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="faithfulness")
+@exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
     summary = run(cfg)
     return summary["means"].get("dauc")

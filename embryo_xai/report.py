@@ -37,6 +37,7 @@ from embryo_xai.analysis.loading import (
 from embryo_xai.analysis.ranking import table2
 from embryo_xai.analysis.spec import EMBEDDING_METRICS, METRIC_LABELS
 from embryo_xai.analysis.tables import table1, write_table
+from embryo_xai.errors import exit_on_usage_error
 
 log = logging.getLogger(__name__)
 TITLE = "Faithfulness of saliency maps for embryo stage recognition"
@@ -366,6 +367,7 @@ def _log_wandb(cfg: DictConfig, out_dir: Path, tables: dict[str, pd.DataFrame], 
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 

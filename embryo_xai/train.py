@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from embryo_xai.data.stages import STAGES
+from embryo_xai.errors import exit_on_usage_error
+from embryo_xai.evaluation import read_checkpoint
 from embryo_xai.utils import instantiate_dict, write_json
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,17 @@ def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, met
     return payload
 
 
+def test_only_checkpoint(cfg: DictConfig) -> str:
+    """``train=false``: the checkpoint to test, ``ckpt_path`` or the latest finished run of the model."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    from embryo_xai.faithfulness import find_training_run
+
+    run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+    log.info("test only: the latest finished %s run, %s (pass ckpt_path=FILE for another)", cfg.model.net.name, run_dir)
+    return str(run_dir / "checkpoints" / "best.ckpt")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns the logged scalar metrics."""
     if cfg.get("seed") is not None:
@@ -61,6 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)  # a corrupt or foreign file fails here in one line, not deep in Lightning
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     callbacks = instantiate_dict(cfg.get("callbacks"))
@@ -81,9 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not cfg.get("train", True):
-            best = cfg.get("ckpt_path") or ""
-            if not best:
-                raise ValueError("test-only run (train=false) needs ckpt_path=<checkpoint>")
+            best = test_only_checkpoint(cfg)
         if not best:
             log.warning("no best checkpoint found: testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -103,6 +116,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")

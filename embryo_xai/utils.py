@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the configs use (registered when ``embryo_xai`` is imported).
+
+    ``${embryo_xai.cwd:}`` is the directory the command runs from: the default ``paths.root_dir``.
+    Unlike ``${hydra:runtime.cwd}`` it resolves everywhere, including ``hydra.sweep.dir`` (which Hydra
+    computes before any job exists) and configs composed without a Hydra run. ``${embryo_xai.conf_dir:}``
+    is the project's config folder, where the Optuna sweep writes ``experiment/best_<model>.yaml``
+    so that ``experiment=best_<model>`` finds it from any working directory."""
+    resolvers = {"embryo_xai.cwd": os.getcwd, "embryo_xai.conf_dir": lambda: str(CONF_DIR)}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def compose_job(config_name: str, overrides: list[str], output_dir: str | Path, root_dir: str | Path) -> DictConfig:

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
-from embryo_xai.evaluation import ROWS_FILE, ApproachRun, evaluate_approach, sample_test_indices
+from embryo_xai.evaluation import ROWS_FILE, ApproachRun, check_names, evaluate_approach, sample_test_indices
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class FaithfulnessCallback(pl.Callback):
         self.methods = [{"name": m} if isinstance(m, str) else dict(m) for m in methods]
         self.metric_cfg = dict(metrics or {})
         self.metric_names = tuple(self.metric_cfg.pop("metrics", ("dauc", "iauc", "dc", "ic", "iic", "ad", "add")))
+        # checked when the callback is built, i.e. before training, not after hours of it
+        self.metric_names = check_names([m["name"] for m in self.methods], self.metric_names)
         self.n_images = n_images
         self.sample_seed = sample_seed
         self.batch_size = batch_size
