@@ -165,7 +165,8 @@ def check_settings(out_dir: Path, settings: dict) -> None:
         if previous != json.loads(json.dumps(settings)):
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise UsageError(f"{out_dir} holds results computed with other settings (differ in: {changed}); "
-                             "use another run dir or delete it to start over")
+                             "give this variant its own run dir (faithfulness: run_name=<name>) or delete that one "
+                             "to start over")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(path, settings)

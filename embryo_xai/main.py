@@ -29,7 +29,9 @@ def run_step(title: str, module: str, overrides: list[str], run_dir: Path, done:
         return
     print(f"[run ] {title}", flush=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", module, *overrides, f"hydra.run.dir={run_dir}"], check=True)
+    result = subprocess.run([sys.executable, "-m", module, *overrides, f"hydra.run.dir={run_dir}"])
+    if result.returncode != 0:  # the step printed its own error above
+        raise SystemExit(f"error: step '{title}' failed (exit {result.returncode}); its log: {run_dir}")
     print(f"[done] {title} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -57,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="demo", help=f"a study in {CONF} ({studies}) or a study .yaml file")
     parser.add_argument("--out", default="outputs/main", help="where the steps' run dirs go")
     parser.add_argument("--models", nargs="+", help="override the study's models")
+    parser.add_argument("--set", action="append", default=[], metavar="STEP:OVERRIDE",
+                        help="an extra Hydra override for every step of one kind (train, faithfulness, report), "
+                             "after the study's own: --set train:trainer.max_epochs=1 (repeatable)")
     args = parser.parse_args(argv)
+    extra: dict[str, list[str]] = {"train": [], "faithfulness": [], "report": []}
+    for item in args.set:
+        step, _, override = item.partition(":")
+        if step not in extra or "=" not in override:
+            parser.error(f"--set {item!r}: expected STEP:KEY=VALUE with STEP one of {', '.join(extra)}")
+        extra[step].append(override)
     study_file = Path(args.study) if args.study.endswith((".yaml", ".yml")) else CONF / f"{args.study}.yaml"
     if not study_file.is_file():
         raise SystemExit(f"no study file {study_file}; studies in {CONF}: {studies}, or pass a .yaml path")
@@ -80,18 +91,18 @@ def main(argv: list[str] | None = None) -> int:
                                  f"(include it in --models) or drop `warm_start` from the study file")
             # quoted: a path with spaces or '=' stays one Hydra value
             overrides += [f"model.backbone_init='{source}'", *warm.get("overrides", [])]
-        overrides += list(study.get("model_overrides", {}).get(model, []))
+        overrides += [*study.get("model_overrides", {}).get(model, []), *extra["train"]]
         run_step(f"train {model}", "embryo_xai.train", overrides, run_dir,
                  run_dir / "test_metrics.json")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     for model, method in approaches(models, list(study.posthoc_methods)):
         run_faithfulness_step(f"faithfulness {model} / {method}",
                               [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}",
-                               *study.faithfulness, *study.method_overrides.get(method, [])],
+                               *study.faithfulness, *study.method_overrides.get(method, []), *extra["faithfulness"]],
                               out / "faithfulness" / f"{model}-{method}")
     report_dir = out / "report"
-    run_step("report", "embryo_xai.report", [f"runs=[{out / 'train'},{out / 'faithfulness'}]", *study.report],
-             report_dir, None)
+    run_step("report", "embryo_xai.report",
+             [f"runs=[{out / 'train'},{out / 'faithfulness'}]", *study.report, *extra["report"]], report_dir, None)
     print(f"\nstudy finished in {time.perf_counter() - started:.0f} s")
     table = report_dir / "table1.md"
     if table.is_file():

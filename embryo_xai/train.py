@@ -120,8 +120,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
-    if not name:
-        return None
+    if not name or not cfg.get("train", True):
+        return None  # a test-only run optimises nothing
     if name not in metrics:
         raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
     return metrics[name]
