@@ -82,7 +82,8 @@ def test_bad_inputs_end_in_one_line(tmp_path, tiny_train_run):
     assert_one_line_error(run_cli("embryo_xai.faithfulness", f"train_run={unfinished}", cwd=tmp_path),
                           "has no finished checkpoint")
     assert_one_line_error(run_cli("embryo_xai.faithfulness", f"train_run={tiny_train_run}",
-                                  "metrics.metrics=[dauc,deletion]", cwd=tmp_path), "unknown metric", "deletion", "iauc")
+                                  "metrics.metrics=[dauc,deletion]", cwd=tmp_path),
+                          "unknown metric", "deletion", "iauc")
     assert_one_line_error(run_cli("embryo_xai.train", "callbacks=faithfulness", "logger=none",
                                   "callbacks.faithfulness.methods=[gradcam_pp]", cwd=tmp_path),
                           "unknown method", "gradcam_pp", "gradcampp")
