@@ -204,3 +204,23 @@ def test_readme_block_runs_as_printed(commands: list[Command], tmp_path: Path):
         if command.module == "embryo_xai.faithfulness":
             missing = faithfulness_runs_written(command, repo / "outputs")
             assert not missing, f"`{command.line}` did not write the runs {missing}:\n{output}"
+
+
+def test_headline_multirun_from_another_directory(tmp_path: Path):
+    """Run from a directory that is not the repository: outputs go under it, or under paths.root_dir."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+    train = Command("", ["python", "-m", "embryo_xai.train", "experiment=demo"])
+    sweep = Command("", ["python", "-m", "embryo_xai.faithfulness", "-m", "method=gradcampp,scorecam"])
+    for command in (train, sweep):
+        result = run_readme_command(command, elsewhere, env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert not faithfulness_runs_written(sweep, elsewhere / "outputs")
+    assert list((elsewhere / "data" / "synthetic_demo" / "embryo_dataset").iterdir())
+    explicit = tmp_path / "explicit_root"
+    train_run = next((elsewhere / "outputs" / "train" / "runs").iterdir())
+    result = run_readme_command(Command("", [*sweep.argv, f"paths.root_dir={explicit}", f"train_run={train_run}"]),
+                                elsewhere, env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert not faithfulness_runs_written(sweep, explicit / "outputs")
