@@ -21,6 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from embryo_xai.analysis import figures
+from embryo_xai.analysis.agreement import map_agreement
 from embryo_xai.analysis.bootstrap import bootstrap
 from embryo_xai.analysis.document import Figure, Section, Table, render_html, render_markdown
 from embryo_xai.analysis.embedding import ranking_points, tsne, umap_embedding
@@ -152,6 +153,8 @@ def build_report(cfg: DictConfig, out_dir: Path) -> Path:
         "Kendall tau-b between the metrics over the approach means.",
     )
     sections.append(kendall)
+    if study.values is not None:
+        sections.append(_map_agreement_section(study, out_dir, fig_dir, logged_tables, add_figure))
 
     # Table 2: average ranks
     ranks = table2(study.means, study.approaches)
@@ -192,6 +195,27 @@ def build_report(cfg: DictConfig, out_dir: Path) -> Path:
     return report_md
 
 
+def _map_agreement_section(study, out_dir, fig_dir, logged_tables, add_figure) -> Section:
+    section = Section("Agreement between the approaches' maps")
+    agreement = map_agreement(study)
+    if agreement is None:
+        section.blocks.append("No saliency maps saved (`maps.npz`): map agreement skipped.")
+        return section
+    agreement.tau.to_csv(out_dir / "map_agreement.csv")
+    agreement.n_images.to_csv(out_dir / "map_agreement_images.csv")
+    logged_tables["map_agreement"] = agreement.tau.reset_index(names="approach")
+    section.blocks += [
+        "Median over the images both approaches have a map for of Kendall tau-b between their two maps' pixels; "
+        "the coarser map is upsampled bilinearly (align_corners=False) to the finer one's size. 1 = the same "
+        "pixel order, −1 = reversed; a constant map (no order) is left out. Images per pair: "
+        "`map_agreement_images.csv`.",
+        Table(agreement.tau.reset_index(names="approach"), decimals=2),
+    ]
+    png = figures.kendall_heatmap(agreement.tau, fig_dir / "map_agreement", "Map agreement (median tau-b)")
+    add_figure(section, "map_agreement", png, "Median Kendall tau-b between the approaches' maps over shared images.")
+    return section
+
+
 def _per_image_sections(cfg, study, out_dir, fig_dir, seed, logged_tables, add_figure) -> list[Section]:
     sections = []
     n_boot = int(cfg.get("bootstrap", 0) or 0)
@@ -220,7 +244,8 @@ def _per_image_sections(cfg, study, out_dir, fig_dir, seed, logged_tables, add_f
                 Table(wide.reset_index()),
                 "Average rank per group with its interval, and the fraction of resamples in which the "
                 "approach "
-                "ranks first in the group (`p_first`):",
+                "ranks first in the group (`p_first`). Ties share their mid-rank and a tie for first splits "
+                "`p_first`, so unlike Table 2 nothing depends on the approaches' order:",
                 Table(result.ranks, decimals=2),
                 Table(first.reset_index(), caption="P(first) per group", decimals=3),
             ],

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
+from embryo_xai.analysis.agreement import map_agreement
 from embryo_xai.analysis.bootstrap import bootstrap, resample_counts, resampled_means
 from embryo_xai.analysis.embedding import ranking_points, tsne, umap_embedding
-from embryo_xai.analysis.kendall import metric_kendall, tau_b_matrix, tau_distance
-from embryo_xai.analysis.loading import load_published_table
+from embryo_xai.analysis.gallery import resize_maps
+from embryo_xai.analysis.kendall import metric_kendall, tau_b_matrix, tau_b_rows, tau_distance
+from embryo_xai.analysis.loading import Study, load_published_table
 from embryo_xai.analysis.ranking import ranks, table2
 from embryo_xai.analysis.spec import EMBEDDING_METRICS, HIGHER_IS_BETTER, METRICS, Approach
 from embryo_xai.analysis.tables import best_rows, table1, to_latex, to_markdown
@@ -201,3 +204,76 @@ def test_bootstrap_intervals_are_seeded_and_contain_the_mean() -> None:
         dominant[2, m] = 10.0 if HIGHER_IS_BETTER[metric] else -10.0
     firsts = bootstrap(dominant, approaches, n_resamples=50, seed=0).ranks
     assert (firsts[firsts["approach"] == "RISE"]["p_first"] == 1.0).all()
+
+
+def test_mid_ranks_share_ties_and_keep_missing_last() -> None:
+    means = np.array([[0.5, 0.2], [0.5, np.nan], [0.9, 0.1], [0.5, np.nan]])  # columns: iauc (higher), dauc (lower)
+    got = ranks(means, ("iauc", "dauc"), ties="average")
+    assert got[:, 0].tolist() == [3.0, 3.0, 1.0, 3.0]  # three tied for ranks 2-4
+    assert got[:, 1].tolist() == [2.0, 3.5, 1.0, 3.5]  # the two missing share the last ranks
+    stacked = ranks(np.stack([means, means[::-1]]), ("iauc", "dauc"), ties="average")
+    assert np.array_equal(stacked[1], got[::-1])
+    with pytest.raises(ValueError, match="appearance, average"):
+        ranks(means, ("iauc", "dauc"), ties="first")
+
+
+def test_bootstrap_splits_ties_for_first_whatever_the_order() -> None:
+    """Two approaches with identical scores that beat the rest: P(first) = 1/2 each, in any list order."""
+    values = _values(n_images=30)
+    for m, metric in enumerate(METRICS):
+        values[[1, 3], m] = 10.0 if HIGHER_IS_BETTER[metric] else -10.0
+    approaches = [Approach("cnn", m) for m in ("am", "gradcampp", "rise", "scorecam", "ablationcam")]
+    result = bootstrap(values, approaches, n_resamples=50, seed=0).ranks.set_index(["group", "approach"])
+    reverse = bootstrap(values[::-1], approaches[::-1], n_resamples=50, seed=0).ranks.set_index(["group", "approach"])
+    pd.testing.assert_frame_equal(result, reverse.loc[result.index])
+    tied = result.xs("Grad-CAM++", level="approach"), result.xs("Score-CAM", level="approach")
+    for frame in tied:
+        assert np.allclose(frame["p_first"], 0.5)
+        assert np.allclose(frame[["average_rank", "low", "high"]], 1.5)  # mid-rank of ranks 1 and 2
+    assert np.allclose(result.groupby("group")["p_first"].sum(), 1.0)
+
+
+def test_tau_b_rows_equals_scipy_on_long_vectors_with_ties() -> None:
+    rng = np.random.default_rng(1)
+    for length in (2, 7, 49, 1000):
+        x = rng.integers(0, 6, size=(6, length)).astype(float)
+        y = rng.integers(0, 9, size=(6, length)).astype(float)
+        x[1], y[2] = rng.random(length), rng.random(length)
+        x[3] = 2.0  # constant: undefined
+        expected = [kendalltau(a, b).statistic for a, b in zip(x, y)]
+        np.testing.assert_allclose(tau_b_rows(x, y), expected, atol=1e-12)
+    assert np.isnan(tau_b_rows(np.array([[1.0, np.nan, 2.0]]), np.array([[1.0, 2.0, 3.0]]))).all()
+
+
+def test_map_agreement_matrix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    coarse = rng.random((4, 7, 7)).astype(np.float32)
+    fine = resize_maps(coarse, (28, 28))  # what the coarse maps become at the finer resolution
+    maps = {"am": coarse, "gradcampp": coarse.copy(), "rise": -coarse, "scorecam": rng.random((4, 14, 14)),
+            "ablationcam": fine}
+    approaches = [Approach("cnn", method) for method in maps]
+    run_dirs = {}
+    for approach, array in zip(approaches, maps.values()):
+        run_dirs[approach] = [tmp_path / approach.method]
+        run_dirs[approach][0].mkdir()
+        np.savez(run_dirs[approach][0] / "maps.npz", image_id=np.arange(10, 14), maps=array)
+    means = pd.DataFrame(np.nan, index=[a.label for a in approaches], columns=list(METRICS))
+    study = Study(approaches, means, means["dauc"], image_ids=np.arange(10, 15), run_dirs=run_dirs)
+    result = map_agreement(study)
+    tau = result.tau.to_numpy()
+    assert np.allclose(tau, tau.T, equal_nan=True)
+    assert np.allclose(np.diag(tau), 1.0)
+    assert result.tau.loc["AM", "Grad-CAM++"] == pytest.approx(1.0)
+    assert result.tau.loc["AM", "RISE"] == pytest.approx(-1.0)
+    assert result.tau.loc["AM", "Ablation-CAM"] == pytest.approx(1.0)  # coarse map upsampled to the finer one
+    assert abs(result.tau.loc["AM", "Score-CAM"]) < 0.2  # unrelated maps
+    assert (result.n_images.to_numpy() == 4).all()  # image 14 has no map
+    # one map missing for an approach, and a constant map (no order): left out of that pair only
+    constant_first = maps["am"].copy()
+    constant_first[0] = 0.5
+    np.savez(run_dirs[approaches[0]][0] / "maps.npz", image_id=np.arange(10, 14), maps=constant_first)
+    np.savez(run_dirs[approaches[1]][0] / "maps.npz", image_id=np.arange(11, 14), maps=coarse[1:])
+    partial = map_agreement(study)
+    assert partial.n_images.loc["AM", "Grad-CAM++"] == 3 and partial.n_images.loc["AM", "RISE"] == 3
+    assert partial.n_images.loc["Grad-CAM++", "RISE"] == 3 and partial.n_images.loc["RISE", "RISE"] == 4
+    assert map_agreement(Study(approaches, means, means["dauc"], image_ids=np.arange(3), run_dirs={})) is None

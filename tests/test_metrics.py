@@ -18,8 +18,9 @@ from embryo_xai.metrics import (
     FaithfulnessMetric,
     faithfulness,
     forward_passes_per_image,
+    package_config,
 )
-from embryo_xai.metrics.perturb import highlight_mask, substrate
+from embryo_xai.metrics.perturb import highlight_mask, rank_blocks, substrate
 
 
 class LinearScore(nn.Module):
@@ -148,12 +149,12 @@ def test_forward_counts_and_grouping() -> None:
         assert forward_passes_per_image((map_size, map_size), metrics, **options) == expected
 
 
-def test_constant_map_is_defined_with_block_order_ties() -> None:
+def test_constant_map_is_defined_with_raster_ties() -> None:
     model = LinearScore(torch.rand(1, 3, 16, 16), scale=0.1)
     images = torch.rand(2, 3, 16, 16)
     constant = torch.full((2, 4, 4), 0.3)
     block_order = -torch.arange(16.0).view(1, 4, 4).expand(2, -1, -1)  # deletes block 0 first
-    tied = faithfulness(model, images, constant)
+    tied = faithfulness(model, images, constant, tie_break="raster")
     ordered = faithfulness(model, images, block_order)
     for name in ("dauc", "iauc"):
         assert torch.isfinite(tied[name]).all()
@@ -162,6 +163,61 @@ def test_constant_map_is_defined_with_block_order_ties() -> None:
     assert tied.valid.all()
     # A constant map normalises to "highlights nothing": I_m is black, I_{1-m} the image.
     assert (tied["add"] == 0).all()
+
+
+def _relu_map(seed: int) -> torch.Tensor:
+    """(2, 8, 8) maps with 12 distinct positive blocks and 52 tied zeros (a ReLU-ed CAM)."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.zeros(2, 64)
+    for row in maps:
+        row[torch.randperm(64, generator=generator)[:12]] = torch.rand(12, generator=generator) + 0.1
+    return maps.view(2, 8, 8)
+
+
+def test_random_tie_break_is_seeded_and_keeps_saliency_order() -> None:
+    maps = _relu_map(0)
+    flat = maps.flatten(1)
+    raster, _ = rank_blocks(maps, "raster")
+    # raster = the old behaviour: a stable descending argsort (ties in block-index order)
+    assert torch.equal(raster, torch.from_numpy(np.argsort(-flat.numpy(), axis=1, kind="stable")))
+    seed0, rank0 = rank_blocks(maps, "random", seed=0)
+    assert torch.equal(seed0, rank_blocks(maps, "random", seed=0)[0])
+    assert not torch.equal(seed0[:, 12:], rank_blocks(maps, "random", seed=1)[0][:, 12:])
+    assert not torch.equal(seed0[:, 12:], raster[:, 12:])  # the zeros are not deleted top-left first
+    # Untied blocks keep strict saliency order: the same 12 blocks first, in the same order,
+    # and the ranking is non-increasing in saliency.
+    assert torch.equal(seed0[:, :12], raster[:, :12])
+    assert (flat.gather(1, seed0).diff(dim=1) <= 0).all()
+    assert torch.equal(rank0.gather(1, seed0), torch.arange(64).expand(2, -1))  # rank inverts order
+    # The same tie order for every image of a map size, whatever the batch.
+    assert torch.equal(rank_blocks(maps[1:], "random", seed=0)[0], seed0[1:])
+    # Without ties the tie-break changes nothing.
+    distinct = torch.rand(2, 8, 8)
+    assert torch.equal(rank_blocks(distinct, "random", seed=3)[0], rank_blocks(distinct, "raster")[0])
+
+
+def test_engine_uses_the_random_tie_order() -> None:
+    model = LinearScore(torch.rand(1, 3, 16, 16), scale=0.1)
+    images = torch.rand(2, 3, 16, 16)
+    constant = torch.full((2, 4, 4), 0.3)
+    order, _ = rank_blocks(constant, "random", seed=5)
+    # A map strictly decreasing along that order deletes the same blocks at the same steps.
+    as_ranked = torch.empty(2, 16).scatter_(1, order, -torch.arange(16.0).expand(2, -1)).view(2, 4, 4)
+    tied = faithfulness(model, images, constant, metrics=("dauc", "iauc"), tie_break_seed=5)
+    ordered = faithfulness(model, images, as_ranked, metrics=("dauc", "iauc"), tie_break="raster")
+    for name in ("dauc", "iauc"):
+        torch.testing.assert_close(tied[name], ordered[name])
+    other = faithfulness(model, images, constant, metrics=("dauc",), tie_break_seed=6)
+    assert not torch.allclose(tied["dauc"], other["dauc"])
+    assert FaithfulnessConfig().tie_break == "random" and package_config().tie_break == "raster"
+    with pytest.raises(ValueError, match="choose one of random, raster"):
+        faithfulness(model, images, constant, tie_break="sorted")
+    # Batching does not change a random tie order either.
+    maps = _relu_map(1)
+    grouped = faithfulness(model, images, maps, images_per_group=1, batch_size=7)
+    packed = faithfulness(model, images, maps)
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(grouped[name], packed[name], equal_nan=True)
 
 
 def test_nan_map_marks_only_its_row_invalid() -> None:

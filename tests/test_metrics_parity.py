@@ -1,7 +1,7 @@
 """Parity with the paper authors' package ``saliency-maps-metrics`` (test-only dependency).
 
 With ``package_config()`` (its conventions: raw curves, step abscissa, fixed-size groups,
-bicubic ``upsamp(norm(S))``, unclipped ADD) our seven metrics match its values to 1e-4.
+ties in raster order, bicubic ``upsamp(norm(S))``, unclipped ADD) our seven metrics match its values to 1e-4.
 Its IIC/AD/ADD normalise maps over the whole batch, so it is called one image at a time
 (per-image maps, as the paper defines); its Insertion gets the predicted classes explicitly.
 """

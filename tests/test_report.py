@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from embryo_xai.analysis.gallery import gather_gallery
-from embryo_xai.analysis.loading import NoResultsError, find_runs, load_study
+from embryo_xai.analysis.loading import ImageMismatchError, NoResultsError, find_runs, load_study
 from embryo_xai.analysis.spec import METRICS, Approach
 from embryo_xai.data.stages import STAGES
 from embryo_xai.report import build_report
@@ -200,10 +200,13 @@ def test_report_end_to_end(runs: Path) -> None:
         "class_distribution.csv",
         "per_stage_accuracy.csv",
         "incomplete.csv",
+        "map_agreement.csv",
+        "map_agreement_images.csv",
         "report.html",
     ]:
         assert (out / name).is_file(), name
-    for name in ["kendall_tau", "tsne", "rank_intervals", "gallery", "class_distribution", "per_stage_accuracy"]:
+    for name in ["kendall_tau", "map_agreement", "tsne", "rank_intervals", "gallery", "class_distribution",
+                 "per_stage_accuracy"]:
         assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file(), name
 
     table = pd.read_csv(out / "table1.csv")
@@ -232,7 +235,14 @@ def test_report_end_to_end(runs: Path) -> None:
     assert "figures/gallery.png" in text and "frames shown" not in text
     assert "data root" not in text  # frames were found
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 7 and "<table>" in html
+    assert "## Agreement between the approaches' maps" in text and "figures/map_agreement.png" in text
+
+    agreement = pd.read_csv(out / "map_agreement.csv", index_col=0)
+    assert list(agreement.index) == list(agreement.columns) == ["AM", "Grad-CAM++", "RISE", "ABN", "BR-NPA"]
+    assert np.allclose(agreement.to_numpy(), agreement.to_numpy().T) and np.allclose(np.diag(agreement), 1.0)
+    shared = pd.read_csv(out / "map_agreement_images.csv", index_col=0)
+    assert shared.loc["AM", "ABN"] == N_IMAGES and shared.loc["AM", "RISE"] == 8  # RISE's run stopped at 8 images
 
 
 def test_report_without_frames_still_draws_the_gallery(runs: Path) -> None:
@@ -306,3 +316,27 @@ def test_gallery_frames_and_maps(runs: Path) -> None:
     assert all(frame is not None and frame.shape == (CROP, CROP) for frame in gallery.frames)
     assert [title.split(" ")[0] for title in gallery.row_titles] == ["sPNa", "sPNa", "s4", "s4", "sB", "sB"]
     assert gallery.column_titles == ["frame", "AM", "Grad-CAM++", "RISE", "ABN", "BR-NPA"]
+
+
+def test_report_refuses_to_pair_runs_over_different_frames(runs: Path) -> None:
+    """ABN's run numbered other frames with the same image ids (another sample): no pairing, one clear error."""
+    rows_file = runs / "outputs" / "faithfulness" / "abn_attention" / "faithfulness_rows.csv"
+    rows = pd.read_csv(rows_file)
+    rows.loc[rows["image_id"] == 14, "run"] += 100
+    rows.loc[rows["image_id"] == 21, "video"] = "D2014.02.02_S0003_I132_WELL3"
+    rows.to_csv(rows_file, index=False)
+    message = (
+        r"cannot pair the approaches image by image: 2 of 12 image ids name different frames .*"
+        r"approaches involved: AM, Grad-CAM\+\+, RISE, ABN, BR-NPA.*"
+        r"image_id 14 is D2013.01.01_S0001_I132_WELL1 RUN 12 for AM, Grad-CAM\+\+, RISE, BR-NPA "
+        r"but D2013.01.01_S0001_I132_WELL1 RUN 112 for ABN; image_id 21 is .*WELL2 RUN 13 .* but "
+        r"D2014.02.02_S0003_I132_WELL3 RUN 13 for ABN"
+    )
+    with pytest.raises(ImageMismatchError, match=message):
+        load_study(*find_runs([runs / "outputs"]))
+    result = subprocess.run(
+        [sys.executable, "-m", "embryo_xai.report", f"runs=[{runs / 'outputs'}]", f"hydra.run.dir={runs / 'cli'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot pair the approaches")

@@ -4,6 +4,10 @@ The paper scored 100 images and gave no uncertainty. Resampling images (the same
 for every approach, since they are scored on the same frames) tells which differences
 survive. Each resample is a vector of image counts, so all resampled means come from one
 matrix product instead of a loop over resamples.
+
+Ranks here are mid-ranks (tied approaches share the mean of their ranks) and a resample whose
+best average rank is shared counts 1/k toward each of the k approaches' P(first): unlike
+Table 2's order-of-appearance rule, nothing then depends on the order approaches are listed in.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.moveaxis(means, -1, 0)
 
 
+def p_first(per_resample: np.ndarray) -> np.ndarray:
+    """(B, A) average ranks per resample -> (A,) share of resamples each approach is best in;
+    the k approaches tied for best in a resample get 1/k each."""
+    # Mid-rank averages are sums of halves over the same divisor: ties are exact, the tolerance is a guard.
+    best = np.isclose(per_resample, per_resample.min(axis=1, keepdims=True), rtol=0, atol=1e-9)
+    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
 def bootstrap(
     values: np.ndarray,
     approaches: list[Approach],
@@ -52,10 +64,12 @@ def bootstrap(
     seed: int = 0,
     level: float = 0.95,
 ) -> BootstrapResult:
-    """Percentile CIs of every approach × metric mean and every group average rank.
+    """Percentile CIs of every approach × metric mean and every group average (mid-)rank.
 
     `values` is (A, len(METRICS), N). `p_first` is the fraction of resamples in which the
-    approach has the best (lowest) average rank of its group, ties to the earlier approach.
+    approach has the best (lowest) average rank of its group, a tie for best split equally.
+    `average_rank` is the mid-rank of the point means, so it may differ from Table 2 (ties by
+    appearance) where means tie.
     """
     counts = resample_counts(values.shape[2], n_resamples, seed)
     boot = resampled_means(values, counts)  # (B, A, M)
@@ -74,10 +88,10 @@ def bootstrap(
             "high": high.ravel(),
         }
     )
-    point_ranks = average_ranks(point)
+    point_ranks = average_ranks(point, ties="average")
     frames = []
-    for group, per_resample in average_ranks(boot).items():  # (B, A)
-        first = np.bincount(per_resample.argmin(axis=1), minlength=len(labels)) / n_resamples
+    for group, per_resample in average_ranks(boot, ties="average").items():  # (B, A)
+        first = p_first(per_resample)
         r_low, r_high = np.percentile(per_resample, [tail, 100 - tail], axis=0)
         frames.append(
             pd.DataFrame(

@@ -79,13 +79,18 @@ def load_frame(path: Path, crop_size: int | None, resize: int | None) -> np.ndar
     return pixels[0].float().div(255.0).numpy()
 
 
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) maps -> (N, *size) float32 by bilinear interpolation (align_corners=False), as the
+    metrics upsample maps for IIC/AD/ADD; the same size returns the maps unchanged."""
+    tensor = torch.from_numpy(np.asarray(maps, dtype=np.float32))[:, None]
+    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
 def upsample(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of a native-resolution map to `size`, then min-max to [0, 1]."""
-    resized = F.interpolate(
-        torch.from_numpy(saliency)[None, None].float(), size=size, mode="bilinear", align_corners=False
-    )[0, 0]
+    resized = resize_maps(saliency[None], size)[0]
     low, high = resized.min(), resized.max()
-    return ((resized - low) / (high - low) if high > low else torch.zeros_like(resized)).numpy()
+    return (resized - low) / (high - low) if high > low else np.zeros_like(resized)
 
 
 def _wrap_name(video: str) -> str:

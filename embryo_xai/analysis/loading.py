@@ -35,6 +35,10 @@ class NoResultsError(FileNotFoundError):
     """No faithfulness results were found where the report looked."""
 
 
+class ImageMismatchError(UsageError):
+    """Approaches' runs give one image id different frames: they cannot be paired image by image."""
+
+
 @dataclass
 class TrainingRun:
     """The test metrics of one training run (accuracy in [0, 1] as written by the test loop)."""
@@ -228,6 +232,8 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
         )
     approaches = sorted(run_dirs, key=lambda a: a.sort_key)
     rows = _deduplicated(pd.concat(frames, ignore_index=True)) if frames else None
+    if rows is not None:
+        check_same_images(rows)
     values, scored, image_ids, images = _value_cube(rows, approaches) if rows is not None else (None, None, None, None)
     means = pd.DataFrame(np.nan, index=[a.label for a in approaches], columns=list(METRICS))
     if values is not None:
@@ -268,6 +274,50 @@ def _deduplicated(rows: pd.DataFrame) -> pd.DataFrame:
     """One value per (approach, image, metric): a resumed or repeated run keeps its newest row."""
     rows = rows.sort_values("_order", kind="stable")
     return rows.drop_duplicates(["model", "method", "image_id", "metric"], keep="last").drop(columns="_order")
+
+
+def check_same_images(rows: pd.DataFrame, shown: int = 2) -> None:
+    """Raise ImageMismatchError unless every approach's rows give each image id the same (video, RUN).
+
+    The per-image analyses (bootstrap, t-SNE/UMAP, map agreement, gallery) pair approaches by
+    image id; runs over another data root, split or sample would pair different frames silently.
+    Rows without video/RUN columns cannot be checked and are trusted.
+    """
+    if not {"video", "run"} <= set(rows.columns):
+        return
+    run = pd.to_numeric(rows["run"], errors="coerce")
+    approaches = [Approach(m, t) for m, t in zip(rows["model"], rows["method"])]
+    frames = (
+        pd.DataFrame(
+            {
+                "approach": [a.label for a in approaches],
+                "position": [a.sort_key for a in approaches],  # name approaches in the report's order
+                "image_id": rows["image_id"].to_numpy(),
+                "frame": rows["video"].astype(str) + " RUN " + run.map("{:g}".format),
+            }
+        )
+        .drop_duplicates(["approach", "image_id", "frame"])
+        .sort_values(["position", "image_id"], kind="stable")
+    )
+    per_image = frames.groupby("image_id")["frame"].nunique()
+    conflicts = per_image.index[per_image > 1]
+    if conflicts.empty:
+        return
+    clashing = frames[frames["image_id"].isin(conflicts)]
+    examples = []
+    for image_id in conflicts[:shown]:
+        variants = clashing[clashing["image_id"] == image_id].groupby("frame", sort=False)["approach"]
+        examples.append(
+            f"image_id {image_id} is "
+            + " but ".join(f"{frame} for {', '.join(labels)}" for frame, labels in variants.agg(list).items())
+        )
+    involved = ", ".join(dict.fromkeys(clashing["approach"]))
+    raise ImageMismatchError(
+        f"cannot pair the approaches image by image: {len(conflicts)} of {len(per_image)} image ids name different "
+        f"frames in different runs (approaches involved: {involved}); e.g. {'; '.join(examples)}. Score every "
+        "approach on the same test images (same data root, split, n_images and sample_seed), or report such runs "
+        "separately (runs=[<dirs>])."
+    )
 
 
 def _value_cube(

@@ -29,6 +29,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "step_grouping": ("even", "fixed_size"),
     "auc_x": ("fraction", "step"),
     "explained_class": ("prediction", "label"),
+    "tie_break": ("random", "raster"),
 }
 
 
@@ -53,6 +54,13 @@ class FaithfulnessConfig:
     - ``step_grouping``: ``even`` = exactly ``min(max_steps, N)`` contiguous groups of the
       ranking whose sizes differ by at most one; ``fixed_size`` = the package's groups of
       ``N // min(max_steps, N)`` blocks (may give more than ``max_steps`` steps).
+    - ``tie_break``: order of equally salient blocks in DAUC/IAUC/DC/IC (ReLU zeros, saturated
+      maps). ``random``: a seeded random permutation of the block positions, so ties do not
+      delete the top-left first; it depends only on ``tie_break_seed`` and the map size (the same
+      for every image, so values do not depend on batching or device). ``raster``: block-index
+      order (a stable argsort; kept in ``PACKAGE_CONVENTIONS``: the package's ``torch.topk``
+      leaves ties in an unspecified order, so parity with it is exact only for untied maps).
+    - ``tie_break_seed``: seed of that permutation.
     - ``score``: softmax probability of the explained class (paper) or its logit.
     - ``explained_class``: read by ``FaithfulnessMetric.update`` (which gets batch labels):
       ``prediction`` ignores them, ``label`` explains them. ``faithfulness()`` always
@@ -72,6 +80,8 @@ class FaithfulnessConfig:
     auc_x: str = "fraction"
     max_steps: int = 196
     step_grouping: str = "even"
+    tie_break: str = "random"
+    tie_break_seed: int = 0
     score: str = "probability"
     explained_class: str = "prediction"
     batch_size: int = 64
@@ -109,6 +119,7 @@ PACKAGE_CONVENTIONS: dict[str, Any] = {
     "upsample": "bicubic",
     "normalize_after_upsample": False,
     "clip_add": False,
+    "tie_break": "raster",
 }
 
 

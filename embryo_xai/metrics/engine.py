@@ -2,8 +2,9 @@
 
 Every perturbed image is a pure function of (image, step): step ``k`` of a pass shows
 ``fill`` where ``group(pixel) < k`` and ``base`` elsewhere, with the groups taken from
-one stable ranking of the map. Deletion: base = image, fill = substrate (black).
-Insertion: base = blurred image, fill = image. So all steps of several images are
+one stable ranking of the map (equal saliencies in a seeded random or in raster order:
+``tie_break``). Deletion: base = image, fill = substrate (black). Insertion: base =
+blurred image, fill = image. So all steps of several images are
 packed into chunks of ``batch_size``, run under ``inference_mode`` on the model's
 device, and their class scores gathered with one index per chunk; nothing leaves the
 device until the caller reads the result. Deletion step 0 and insertion step n are the
@@ -123,7 +124,7 @@ def _multi_step(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targ
     n_images, _, height, width = images.shape
     n_blocks = maps.shape[1] * maps.shape[2]
     device = images.device
-    order, rank = rank_blocks(maps)
+    order, rank = rank_blocks(maps, cfg.tie_break, cfg.tie_break_seed)
     # Geometry depends only on sizes: built on the host (bincount on CUDA would sync), then moved.
     group_of_rank, n_steps = step_groups(n_blocks, cfg, torch.device("cpu"))
     blocks = block_index_map(maps.shape[1:], (height, width), torch.device("cpu"))

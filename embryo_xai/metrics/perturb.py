@@ -61,16 +61,25 @@ def step_groups(n_blocks: int, cfg: FaithfulnessConfig, device: torch.device) ->
     return ranks // size, -(-n_blocks // size)
 
 
-def rank_blocks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rank_blocks(maps: torch.Tensor, tie_break: str = "raster", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Saliency order of the blocks: (order, rank) both (B, N).
 
-    Descending, stable, so ties (e.g. a constant map) keep block-index order: a
-    deterministic deletion/insertion order for every map.
+    Descending and stable, so equal saliencies keep the order of the columns sorted:
+    ``raster`` sorts the blocks in index order (ties deleted top-left first, as the package);
+    ``random`` sorts them in a seeded random permutation first, which makes that permutation
+    the tie order (a lexsort on (saliency, random key) without float keys). The permutation is
+    drawn on the CPU from ``seed`` alone, so it is the same on every device and for every batch.
     """
     flat = maps.flatten(1)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=flat.device)
-                                            .expand_as(order))
+    n_blocks = flat.shape[1]
+    if tie_break == "random":
+        shuffle = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(int(seed))).to(flat.device)
+        order = shuffle[torch.sort(flat[:, shuffle], dim=1, descending=True, stable=True).indices]
+    elif tie_break == "raster":
+        order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    else:
+        raise ValueError(f"tie_break={tie_break!r}; choose one of random, raster")
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_blocks, device=flat.device).expand_as(order))
     return order, rank
 
 
