@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from embryo_xai.data.stages import STAGES
-from embryo_xai.errors import exit_on_usage_error
+from embryo_xai.errors import UsageError, exit_on_usage_error
 from embryo_xai.evaluation import read_checkpoint
 from embryo_xai.utils import instantiate_dict, write_json
 
@@ -62,7 +62,10 @@ def test_only_checkpoint(cfg: DictConfig) -> str:
         return str(cfg.ckpt_path)
     from embryo_xai.faithfulness import find_training_run
 
-    run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+    try:
+        run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+    except UsageError as error:
+        raise UsageError(f"test-only run (train=false): pass ckpt_path=FILE, or train first ({error})") from None
     log.info("test only: the latest finished %s run, %s (pass ckpt_path=FILE for another)", cfg.model.net.name, run_dir)
     return str(run_dir / "checkpoints" / "best.ckpt")
 

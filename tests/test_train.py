@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from embryo_xai.errors import UsageError
 from embryo_xai.models import create_model
 from embryo_xai.models.accuracy import StageAccuracy, per_video_accuracy
 from embryo_xai.train import train
@@ -101,6 +102,7 @@ def test_best_checkpoint_is_restored_for_test(tiny_dataset, tmp_path):
 
 
 def test_test_only_without_checkpoint_is_refused(tiny_dataset, tmp_path):
+    """train=false tests ckpt_path, or the latest finished run of the model: with neither, one clear error."""
     cfg = compose_train(tiny_overrides(tiny_dataset[0]) + ["train=false"], tmp_path)
-    with pytest.raises(ValueError, match="ckpt_path"):
+    with pytest.raises(UsageError, match="ckpt_path=FILE.*no finished training run of model 'cnn'"):
         train(cfg)
