@@ -29,7 +29,7 @@ from embryo_xai.data.stages import STAGES
 from embryo_xai.errors import CheckpointError, UsageError, one_line
 from embryo_xai.explainers import create_explainer, list_explainers
 from embryo_xai.metrics import check_metric_names, faithfulness
-from embryo_xai.models import create_model
+from embryo_xai.models import create_model_for_weights
 from embryo_xai.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     checkpoint = read_checkpoint(path, map_location)
     net_cfg = checkpoint["hyper_parameters"]["net"]
     num_classes = checkpoint["hyper_parameters"].get("num_classes", len(STAGES))
-    model = create_model(num_classes=num_classes, **net_cfg)
+    model = create_model_for_weights(num_classes=num_classes, **net_cfg)  # the checkpoint holds the weights
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -6,6 +6,8 @@ point (training and the report as subprocesses, faithfulness in this process) in
 under ``--out`` and is skipped when its results are already there, so a second run reuses finished
 steps and an interrupted one resumes (faithfulness rows included). With ``warm_start`` in the study
 file, the other models start from the backbone of the one it names, which is then trained first.
+With ``distill: {model: [overrides]}``, that model's teacher (the model with those overrides, e.g.
+BR-NPA at low resolution) is trained first into ``<out>/teachers/<model>`` and the model learns from it.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if warm and warm["from"] in models and models.index(warm["from"]) != 0:
         models.remove(warm["from"])
         models.insert(0, warm["from"])  # the others start from its backbone: train it first
+    distill = study.get("distill") or {}
     for model in models:
-        run_dir = out / "train" / model
         overrides = [*study.train, f"model={model}"]
         if warm and model != warm["from"]:
             source = out / "train" / warm["from"] / "checkpoints" / "best.ckpt"
@@ -92,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             # quoted: a path with spaces or '=' stays one Hydra value
             overrides += [f"model.backbone_init='{source}'", *warm.get("overrides", [])]
         overrides += [*study.get("model_overrides", {}).get(model, []), *extra["train"]]
-        run_step(f"train {model}", "embryo_xai.train", overrides, run_dir,
-                 run_dir / "test_metrics.json")
+        if model in distill:  # its teacher first (outside train/: not one of the study's approaches)
+            teacher_dir = out / "teachers" / model
+            run_step(f"train {model} teacher", "embryo_xai.train", [*overrides, *distill[model]], teacher_dir,
+                     teacher_dir / "test_metrics.json")
+            overrides.append(f"model.net.teacher_ckpt='{teacher_dir / 'checkpoints' / 'best.ckpt'}'")
+        run_dir = out / "train" / model
+        run_step(f"train {model}", "embryo_xai.train", overrides, run_dir, run_dir / "test_metrics.json")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     for model, method in approaches(models, list(study.posthoc_methods)):
         run_faithfulness_step(f"faithfulness {model} / {method}",

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 from omegaconf import OmegaConf
 
+from embryo_xai.evaluation import load_model_from_checkpoint
 from embryo_xai.models import abn, bcnn, brnpa, cnn, ibp  # noqa: F401  (registers the models)
+from embryo_xai.models.backbone import PretrainedWeightsUnavailable
 from embryo_xai.models.module import EmbryoLitModule
 from embryo_xai.models.registry import create_model
+from tests.helpers import REPO, compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 ATTENTION_MODELS = ("abn", "bcnn", "ibp", "brnpa")
@@ -28,6 +37,26 @@ def images(batch: int = 4, size: int = 64, seed: int = 1) -> torch.Tensor:
 
 
 LABELS = torch.tensor([0, 5, 9, 15])
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No network and an empty weight cache: Hugging Face offline mode (the environment variables and
+    the already-imported constants), and any socket that tries to connect fails. Returns the cache."""
+    import huggingface_hub.constants as hub_constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return cache
 
 
 @pytest.mark.parametrize("name", ATTENTION_MODELS)
@@ -109,7 +138,7 @@ def test_unknown_model_lists_known_ones() -> None:
 
 @pytest.mark.parametrize("name", ATTENTION_MODELS)
 def test_conf_yaml_builds_the_model(name: str) -> None:
-    net = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml").net)
+    net = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml").net, resolve=True)
     net["backbone"] = "resnet18"
     model = create_model(num_classes=16, **net)
     assert type(model).__module__ == f"embryo_xai.models.{name}"
@@ -141,6 +170,20 @@ def test_abn_attention_block_keeps_layer3_resolution_and_layer4_weights() -> Non
     torch.testing.assert_close(model.attention_block[0].conv1.weight, model.backbone.layer4[0].conv1.weight)
 
 
+def test_abn_map_comes_from_a_3x3_convolution() -> None:
+    model = build("abn").eval()
+    assert model.map_conv.kernel_size == (3, 3) and model.map_conv.padding == (1, 1)
+    assert model.map_conv.in_channels == 16 and model.map_conv.out_channels == 1
+    branch = torch.zeros(1, 16, 5, 5)
+    branch[0, :, 2, 2] = 1.0  # one active pixel reaches its 8 neighbours through the 3x3 kernel
+    with torch.inference_mode():
+        touched = model.map_conv(branch)[0, 0] != 0
+    assert touched[1:4, 1:4].all() and touched.sum() == 9
+    assert build("abn", map_kernel_size=1).map_conv.kernel_size == (1, 1)  # the former 1x1, as an option
+    with pytest.raises(ValueError, match="map_kernel_size must be odd"):
+        build("abn", map_kernel_size=2)
+
+
 # ---------------------------------------------------------------- B-CNN
 
 
@@ -161,12 +204,68 @@ def test_bcnn_pools_features_with_its_first_p_maps(normalize: bool) -> None:
 # ---------------------------------------------------------------- IBP
 
 
-def test_ibp_assignments_sum_to_one_over_parts() -> None:
+def test_ibp_assignment_is_softmax_of_squared_distances_over_sigmoid_scale() -> None:
     model = build("ibp", num_parts=4).eval()
-    with torch.inference_mode():
-        assignments = model.forward_train(images(2))["assignments"]
+    # the authors' start: smooth factor 0 -> scale sigmoid(0) = 0.5; centres Kaiming-normal clamped >= 1e-5
+    assert torch.equal(model.smooth_factor, torch.zeros(4)) and (model.centres >= 1e-5).all()
+    with torch.no_grad():
+        model.smooth_factor.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))
+        outputs = model.forward_train(images(2))
+    features, assignments = outputs["features"], outputs["assignments"]
+    pixels = features.flatten(2).transpose(1, 2)  # (B, N, C)
+    squared = torch.cdist(pixels, model.centres.detach().expand(2, -1, -1)).pow(2)  # (B, N, K)
+    expected = torch.softmax(-squared / torch.sigmoid(model.smooth_factor.detach()), dim=2)
+    torch.testing.assert_close(assignments.flatten(2).transpose(1, 2), expected, rtol=1e-4, atol=1e-5)
     assert assignments.shape == (2, 4, 2, 2) and (assignments >= 0).all()
     torch.testing.assert_close(assignments.sum(1), torch.ones(2, 2, 2))
+
+
+def test_ibp_head_is_attention_weighted_sum_of_bottlenecked_parts() -> None:
+    model = build("ibp", num_parts=3).eval()
+    for module in model.modules():  # non-trivial blocks (their last BN starts at 0) and BN statistics
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.running_mean, -0.1, 0.1)
+    region = torch.nn.functional.normalize(torch.randn(2, 3, 512, generator=torch.Generator().manual_seed(0)), dim=2)
+    with torch.inference_mode():
+        logits, attention = model._head(region)
+        # each part alone through 1x1 bottlenecks: part k of the batch = the block on part k's vector
+        parts = region.transpose(1, 2).unsqueeze(3)
+        processed = model.post_blocks(parts)[..., 0].transpose(1, 2)  # (B, K, C)
+        scores = model.attention_net(parts)[:, 0, :, 0]  # (B, K)
+        torch.testing.assert_close(attention, torch.softmax(scores, dim=1))
+        torch.testing.assert_close(attention.sum(1), torch.ones(2))
+        pooled = (attention.unsqueeze(2) * processed).sum(1)  # a weighted SUM, not a concatenation
+        torch.testing.assert_close(logits, model.fc(model.bn(pooled)))
+        assert model.fc.in_features == 512 and not isinstance(model.bn, torch.nn.BatchNorm2d)
+        # parts enter symmetrically: permuting them permutes the attention and keeps the logits
+        order = torch.tensor([2, 0, 1])
+        permuted_logits, permuted_attention = model._head(region[:, order])
+        torch.testing.assert_close(permuted_logits, logits)
+        torch.testing.assert_close(permuted_attention, attention[:, order])
+    assert len(model.post_blocks) == 4 and all(
+        m.kernel_size == (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m not in
+        set(model.backbone.modules()))
+
+
+def test_ibp_blur_kernel_and_occurrence_are_the_authors() -> None:
+    kernel = ibp.gaussian_kernel(2, 0.4)
+    offsets = torch.arange(-2, 3, dtype=torch.float64)
+    expected = torch.exp(-(offsets.view(-1, 1) ** 2 + offsets.view(1, -1) ** 2) / (2 * 0.4**2))
+    torch.testing.assert_close(kernel, expected / expected.sum())
+    assert 0.83 < kernel[2, 2] < 0.85  # a light blur
+    for side in (14, 4):  # the paper's 448 px maps; the demo's 112 px ones
+        maps = torch.zeros(1, 3, side, side, dtype=torch.float64)
+        maps[0, 0] = 1.0  # everywhere
+        maps[0, 1, side // 2, side // 2] = 1.0  # one inner pixel
+        maps[0, 2, 0, 0] = 1.0  # one corner pixel
+        occurrence = ibp.part_occurrence(maps)[0]
+        torch.testing.assert_close(occurrence[:2], torch.stack([torch.tensor(1.0, dtype=torch.float64), kernel[2, 2]]))
+        if side == 14:  # the authors' "valid" blur: no window is centred on the 2-pixel border
+            assert occurrence[2] < 1e-9
+        else:  # a 4x4 map is replicate-padded: every pixel counts, the corner one too
+            assert occurrence[2] > kernel[2, 2]
+    torch.testing.assert_close(ibp.part_occurrence(torch.ones(2, 3, 2, 2)), torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("prior", [(1.0, 0.001), (2.0, 3.0)])
@@ -180,20 +279,55 @@ def test_ibp_shaping_loss_is_zero_at_the_prior_quantiles(prior: tuple[float, flo
         assert (quantiles > 0.999).all()
 
 
-def test_ibp_occurrence_is_max_of_blurred_map() -> None:
-    present = torch.ones(1, 1, 5, 5)
-    spike = torch.zeros(1, 1, 5, 5)
-    spike[..., 2, 2] = 1.0
-    occurrence = ibp.part_occurrence(torch.cat([present, spike], 1), blur_sigma=1.0)
-    torch.testing.assert_close(occurrence[0, 0], torch.tensor(1.0))
-    assert 0 < occurrence[0, 1] < 0.5  # a lone pixel is spread out by the blur
+def test_ibp_shaping_loss_is_l1_of_logs_of_sorted_occurrences() -> None:
+    occurrences = torch.tensor([[0.9, 0.0], [0.2, 1.0], [0.5, 0.3]], dtype=torch.float64)  # (B=3, K=2)
+    quantiles = torch.from_numpy(scipy.stats.beta.ppf([1 / 6, 3 / 6, 5 / 6], 1.0, 0.001))
+    eps = 1e-5
+    expected = sum(abs(math.log(o + eps) - math.log(q + eps))
+                   for column in occurrences.T for o, q in zip(sorted(column.tolist()), quantiles.tolist())) / 6
+    torch.testing.assert_close(ibp.shaping_loss(occurrences), torch.tensor(expected, dtype=torch.float64))
+    # an absent part costs |log(eps)| ~ 11.5 per image, a present one ~0: the loss asks every part to occur
+    assert ibp.shaping_loss(torch.zeros(4, 1)) > 11 > 1e-3 > ibp.shaping_loss(torch.ones(4, 1))
 
 
-def test_ibp_shaping_loss_pushes_occurrence_up() -> None:
+def test_ibp_loss_is_ce_plus_half_the_shaping_loss() -> None:
     model = build("ibp").train()
-    loss = model.loss(model.forward_train(images()), LABELS)
+    outputs = model.forward_train(images())
+    loss = model.loss(outputs, LABELS)
     assert set(loss) == {"loss", "ce", "shaping"}
+    torch.testing.assert_close(loss["shaping"], ibp.shaping_loss(ibp.part_occurrence(outputs["assignments"])))
     torch.testing.assert_close(loss["loss"], loss["ce"] + 0.5 * loss["shaping"])
+
+
+def test_ibp_background_is_the_part_filling_the_border() -> None:
+    model = build("ibp", num_parts=3)
+    assignments = torch.full((2, 3, 4, 4), 0.1)
+    assignments[0, 2] = 0.8  # image 0: part 2 everywhere
+    assignments[1, 1, [0, 3], :] = 0.8  # image 1: part 1 on the top and bottom rows,
+    assignments[1, 0, 1:3, 1:3] = 0.9  # part 0 fills the centre
+    assert model.background(assignments).tolist() == [2, 1]
+    assert build("ibp", num_parts=3, background_part=0).background(assignments).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="background_part"):
+        build("ibp", num_parts=3, background_part=3)
+
+
+@pytest.mark.parametrize("background_part", [None, 1])
+def test_ibp_saliency_is_attention_weighted_foreground_assignments_times_norm(background_part: int | None) -> None:
+    model = build("ibp", num_parts=3, background_part=background_part).eval()
+    x = images(2, 96)
+    with torch.inference_mode():
+        outputs = model.forward_train(x)
+        assignments, attention = outputs["assignments"], outputs["part_attention"]
+        background = model.background(assignments)
+        if background_part is not None:
+            assert background.tolist() == [1, 1]
+        expected = torch.zeros_like(assignments[:, 0])
+        for b in range(2):
+            for k in range(3):
+                if k != background[b]:  # never the background part
+                    expected[b] += attention[b, k] * assignments[b, k]
+        expected = expected * outputs["features"].norm(dim=1)
+        torch.testing.assert_close(model.attention(x), expected)
 
 
 def test_ibp_init_from_cnn_checkpoint(tmp_path: Path) -> None:
@@ -257,6 +391,15 @@ def test_brnpa_damping_moves_seeds_to_new_directions() -> None:
     torch.testing.assert_close(result.vectors[0, 0], torch.tensor([8.0, 0.0, 0.0]))
 
 
+def test_brnpa_damps_scores_by_one_minus_similarity_as_the_authors() -> None:
+    # Pixels a=(10,0), b=(3,1), c=(1,2): cos(a,b)=0.95, cos(a,c)=0.45. After seed a, the authors'
+    # score <- (1 - sim) * score leaves b 3.16*0.05=0.16 and c 2.24*0.55=1.24, so c is the next seed.
+    # (A min-max rescaled similarity would zero c, the least similar pixel, and pick b.)
+    features = torch.tensor([[10.0, 3.0, 1.0], [0.0, 1.0, 2.0]]).view(1, 2, 1, 3)
+    result = brnpa.representative_vectors(features, num_parts=3)
+    assert result.seeds[0].tolist() == [0, 2, 1]
+
+
 def test_brnpa_attention_is_first_map_times_feature_norm() -> None:
     model = build("brnpa").eval()
     x = images(2)
@@ -266,13 +409,14 @@ def test_brnpa_attention_is_first_map_times_feature_norm() -> None:
         torch.testing.assert_close(model.attention(x), expected)
 
 
-def test_brnpa_distils_from_a_frozen_low_resolution_teacher(tmp_path: Path) -> None:
+def test_brnpa_distils_from_a_frozen_low_resolution_teacher(tmp_path: Path, offline: Path) -> None:
     teacher = build("brnpa", seed=5, output_stride=32).eval()
     path = tmp_path / "teacher.ckpt"
+    # trained from ImageNet weights: rebuilding the teacher must not fetch them again (network blocked)
+    net = {"name": "brnpa", "backbone": "resnet18", "output_stride": 32, "pretrained": True}
     torch.save({"state_dict": {f"net.{k}": v for k, v in teacher.state_dict().items()},
-                "hyper_parameters": {"net": {"name": "brnpa", "backbone": "resnet18", "output_stride": 32},
-                                     "num_classes": 16}}, path)
-    student = build("brnpa", teacher_ckpt=str(path), distill_temperature=2.0, distill_weight=0.5).train()
+                "hyper_parameters": {"net": net, "num_classes": 16}}, path)
+    student = build("brnpa", teacher_ckpt=str(path), distill_temperature=2.0, distill_interp=0.3).train()
     assert not any(key.startswith("_teacher") for key in student.state_dict())
     assert sum(p.numel() for p in student.parameters()) == sum(p.numel() for p in teacher.parameters())
     x = images()
@@ -281,6 +425,56 @@ def test_brnpa_distils_from_a_frozen_low_resolution_teacher(tmp_path: Path) -> N
         torch.testing.assert_close(outputs["teacher_logits"], teacher(x))
     losses = student.loss(outputs, LABELS)
     assert losses["distill"] > 0
-    torch.testing.assert_close(losses["loss"], losses["ce"] + 0.5 * losses["distill"])
+    # the authors' loss: (1 - a) CE + a T^2 KL(softmax(teacher / T) || softmax(student / T))
+    reference = torch.nn.functional.kl_div(torch.log_softmax(outputs["logits"] / 2, dim=1),
+                                           torch.softmax(outputs["teacher_logits"] / 2, dim=1),
+                                           reduction="batchmean") * 4
+    torch.testing.assert_close(losses["distill"], reference)
+    torch.testing.assert_close(losses["loss"], 0.7 * losses["ce"] + 0.3 * losses["distill"])
     matched = student.loss({**outputs, "logits": outputs["teacher_logits"]}, LABELS)
     torch.testing.assert_close(matched["distill"], torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- ImageNet-pretrained weights
+
+
+def test_pretrained_weights_missing_offline_fail_in_one_line(offline: Path) -> None:
+    with pytest.raises(PretrainedWeightsUnavailable) as caught:
+        create_model("cnn", backbone="resnet18", pretrained=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    for text in ("resnet18", "timm/resnet18", "model.net.pretrained=false", str(offline), "HF_HOME"):
+        assert text in message, message
+
+
+def test_paper_experiment_starts_every_model_from_imagenet_weights(tmp_path: Path) -> None:
+    for name in ("cnn", "abn", "bcnn", "ibp", "brnpa"):
+        paper = compose_config("train", ["experiment=paper", f"model={name}"], tmp_path)
+        assert paper.model.net.pretrained is True and paper.model.net.backbone == "resnet50"
+        assert compose_config("train", ["experiment=demo", f"model={name}"], tmp_path).model.net.pretrained is False
+
+
+def test_paper_training_without_network_ends_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf_home"), "TORCH_HOME": str(tmp_path / "torch_home")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run([sys.executable, "-m", "embryo_xai.train", "experiment=paper", "model=cnn",
+                             "model.net.backbone=resnet18", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "model.net.pretrained=false" in errors[0], output
+
+
+def test_checkpoint_of_a_pretrained_model_reloads_offline(tmp_path: Path, offline: Path) -> None:
+    """A model trained from ImageNet weights is rebuilt for its checkpoint's weights: nothing to download."""
+    model = build("ibp", seed=2).eval()
+    path = tmp_path / "ibp.ckpt"
+    net = {"name": "ibp", "backbone": "resnet18", "pretrained": True, "init_from": str(tmp_path / "gone.ckpt")}
+    torch.save({"state_dict": {f"net.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"net": net, "num_classes": 16}}, path)
+    rebuilt, _ = load_model_from_checkpoint(path)
+    x = images(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(x), model(x))

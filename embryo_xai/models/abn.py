@@ -1,7 +1,9 @@
 """Attention Branch Network (Fukui et al. 2019) on a timm ResNet (DESIGN §4).
 
 The attention branch reads layer3, so its map has layer3's resolution (input / 16:
-14x14 at 224, 28x28 at 448). The perception branch feeds ``x * map + x`` to layer4.
+14x14 at 224, 28x28 at 448). As in Fukui et al.'s code, the map comes from a 3x3
+convolution (K -> 1, padding 1) of the branch's K class maps; ``map_kernel_size=1`` gives a
+1x1 one. The perception branch feeds ``x * map + x`` to layer4.
 """
 
 from __future__ import annotations
@@ -56,22 +58,25 @@ def _stride_one_copy(layer: nn.Module) -> nn.Module:
 @register_model("abn")
 class ABN(EmbryoClassifier):
     """Attention branch: stride-1 copy of layer4 -> BN -> 1x1 conv to K -> BN -> ReLU;
-    map = sigmoid(BN(1x1 conv K->1)); attention logits = GAP(1x1 conv K->K).
+    map = sigmoid(BN(3x3 conv K->1)); attention logits = GAP(1x1 conv K->K).
     Perception branch: ``x * map + x`` -> layer4 -> GAP -> dropout -> fc.
     """
 
     has_attention = True
 
     def __init__(self, num_classes: int = 16, backbone: str = "resnet50", pretrained: bool = False,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, map_kernel_size: int = 3) -> None:
         super().__init__()
+        if map_kernel_size % 2 != 1:
+            raise ValueError(f"map_kernel_size must be odd (the map keeps layer3's size), got {map_kernel_size}")
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, output_stride=32)
         channels = self.backbone.num_features
         self.attention_block = _stride_one_copy(self.backbone.layer4)
         self.attention_bn = nn.BatchNorm2d(channels)
         self.attention_conv = nn.Conv2d(channels, num_classes, kernel_size=1, bias=False)
         self.attention_conv_bn = nn.BatchNorm2d(num_classes)
-        self.map_conv = nn.Conv2d(num_classes, 1, kernel_size=1, bias=False)
+        self.map_conv = nn.Conv2d(num_classes, 1, kernel_size=map_kernel_size, padding=map_kernel_size // 2,
+                                  bias=False)
         self.map_bn = nn.BatchNorm2d(1)
         self.attention_logit_conv = nn.Conv2d(num_classes, num_classes, kernel_size=1, bias=False)
         self.head = ClassifierHead(channels, num_classes, dropout)

@@ -1,11 +1,20 @@
-"""timm ResNet backbone exposing its stages, with input normalisation as first layer."""
+"""timm ResNet backbone exposing its stages, with input normalisation as first layer.
+
+``pretrained=True`` loads timm's ImageNet weights (the paper study's start, DESIGN §4). Where they
+cannot be fetched (no network, nothing cached) the build ends in one line, a
+:class:`PretrainedWeightsUnavailable`, naming the cache and ``model.net.pretrained=false``.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from embryo_xai.errors import UsageError, one_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,6 +33,40 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class PretrainedWeightsUnavailable(UsageError):
+    """timm's ImageNet weights could not be downloaded nor found in the local cache."""
+
+
+def weights_cache() -> str:
+    """Where timm (through huggingface_hub) looks for downloaded weights: ``$HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def create_timm_resnet(name: str, pretrained: bool, **kwargs) -> nn.Module:
+    """``timm.create_model``; a failed weight download (OSError covers the hub's HTTP, offline-mode and
+    not-in-cache errors as well as urllib's) becomes one line instead of a wall of HTTP traces."""
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # without network, its retry warnings would bury the one line below
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except OSError as error:
+        source = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None) or name
+        raise PretrainedWeightsUnavailable(
+            f"cannot load the ImageNet-pretrained weights of {name} ({source}; {one_line(error)}); "
+            f"without network, copy them into the Hugging Face cache ({weights_cache()}; set by HF_HUB_CACHE "
+            f"or HF_HOME) from a machine that has run `python -c \"import timm; timm.create_model('{name}', "
+            f"pretrained=True)\"`, or train from scratch with model.net.pretrained=false"
+        ) from error
+    finally:
+        hub_logger.setLevel(level)
+
+
 class ResNetBackbone(nn.Module):
     """Any timm ResNet, split into ``normalize -> stem -> layer1..layer4``.
 
@@ -35,8 +78,7 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         if not name.startswith(("resnet", "resnext", "wide_resnet", "seresnet", "resnetrs")):
             raise ValueError(f"backbone {name!r} is not a timm ResNet (e.g. resnet18, resnet50)")
-        net = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="",
-                                output_stride=output_stride)
+        net = create_timm_resnet(name, pretrained, num_classes=0, global_pool="", output_stride=output_stride)
         self.name = name
         self.output_stride = output_stride
         self.normalize = Normalize()

@@ -8,9 +8,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from embryo_xai.errors import CheckpointError
+
 
 def load_lightning_checkpoint(path: str | Path) -> dict:
     """A Lightning checkpoint read with ``weights_only=True`` (no code runs from the file)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler raises several types; all mean the same to a user

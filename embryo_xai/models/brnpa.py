@@ -3,13 +3,16 @@
 No attention parameter: P representative vectors are picked from the (high-resolution,
 output stride 8 by default) layer4 map. Each pixel starts with its feature norm as score;
 P times: the seed is the highest-score pixel, the attention map is the (non-negative)
-cosine similarity of every pixel to the seed normalised to sum 1, the representative is
-the attention-weighted sum of the features, and the scores are damped by ``1 - sim``
-(sim min-max rescaled to [0, 1] per image, so the seed's own score drops to 0 and the
-next seed lies elsewhere). The P vectors are concatenated -> dropout -> linear.
+cosine similarity ``sim`` of every pixel to the seed normalised to sum 1, the representative
+is the attention-weighted sum of the features, and the scores are damped as in the authors'
+code, ``score <- (1 - sim) * score``: the seed (sim 1) drops to 0 and pixels alike to it
+drop in proportion, so the next seed lies elsewhere. The P vectors are concatenated ->
+dropout -> linear.
 
-Optional distillation (as in the paper): a frozen low-resolution teacher loaded from a
-Lightning checkpoint; loss = CE + w * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
+Distillation, as the authors trained the 56x56 model: a frozen low-resolution BR-NPA
+(output stride 32) loaded from a Lightning checkpoint (``teacher_ckpt``) is the teacher, and
+loss = (1 - a) * CE + a * T^2 * KL(softmax(teacher / T) || softmax(student / T)) with
+``a = distill_interp`` and ``T = distill_temperature`` (their ``kl_interp`` and ``kl_temp``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from embryo_xai.models.abn import require_map_size
 from embryo_xai.models.backbone import ResNetBackbone, feature_norm
 from embryo_xai.models.base import EmbryoClassifier, load_lightning_checkpoint, state_dict_under
-from embryo_xai.models.registry import create_model, register_model
+from embryo_xai.models.registry import create_model_for_weights, register_model
 
 
 class Representatives(NamedTuple):
@@ -48,10 +51,7 @@ def representative_vectors(features: torch.Tensor, num_parts: int) -> Representa
         vectors.append(torch.bmm(attention.unsqueeze(1), pixels).squeeze(1))
         maps.append(attention.view(batch, height, width))
         seeds.append(seed)
-        with torch.no_grad():
-            low = similarity.amin(1, keepdim=True)
-            rescaled = (similarity - low) / (similarity.amax(1, keepdim=True) - low).clamp_min(1e-12)
-            scores = scores * (1 - rescaled)
+        scores = scores * (1 - similarity.detach())  # selection only, like the scores
     return Representatives(torch.stack(vectors, 1), torch.stack(maps, 1), torch.stack(seeds, 1))
 
 
@@ -66,7 +66,7 @@ def load_teacher(path: str | Path, num_classes: int) -> nn.Module:
     teacher_classes = net_kwargs.pop("num_classes", hyper_parameters.get("num_classes", num_classes))
     if teacher_classes != num_classes:
         raise ValueError(f"teacher {path} predicts {teacher_classes} classes, the student {num_classes}")
-    teacher = create_model(net_kwargs.pop("name"), num_classes=num_classes, **net_kwargs)
+    teacher = create_model_for_weights(net_kwargs.pop("name"), num_classes=num_classes, **net_kwargs)
     teacher.load_state_dict(state_dict_under(checkpoint, "net."))
     return teacher.eval().requires_grad_(False)
 
@@ -77,17 +77,19 @@ class BRNPA(EmbryoClassifier):
 
     def __init__(self, num_classes: int = 16, backbone: str = "resnet50", pretrained: bool = False,
                  dropout: float = 0.0, num_parts: int = 3, output_stride: int = 8,
-                 teacher_ckpt: str | None = None, distill_temperature: float = 4.0,
-                 distill_weight: float = 1.0) -> None:
+                 teacher_ckpt: str | None = None, distill_temperature: float = 1.0,
+                 distill_interp: float = 1.0) -> None:
         super().__init__()
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        if not 0 <= distill_interp <= 1:
+            raise ValueError(f"distill_interp must be in [0, 1], got {distill_interp}")
         self.num_parts = num_parts
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, output_stride=output_stride)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_parts * self.backbone.num_features, num_classes)
         self.distill_temperature = distill_temperature
-        self.distill_weight = distill_weight
+        self.distill_interp = distill_interp
         # Kept out of the module tree: not trained, not saved in the student's checkpoint.
         self._teacher = [load_teacher(teacher_ckpt, num_classes)] if teacher_ckpt else []
 
@@ -124,7 +126,8 @@ class BRNPA(EmbryoClassifier):
         distill = F.kl_div(F.log_softmax(outputs["logits"] / temperature, dim=1),
                            F.log_softmax(outputs["teacher_logits"] / temperature, dim=1),
                            reduction="batchmean", log_target=True) * temperature**2
-        return {"loss": ce + self.distill_weight * distill, "ce": ce, "distill": distill}
+        interp = self.distill_interp
+        return {"loss": (1 - interp) * ce + interp * distill, "ce": ce, "distill": distill}
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """First attention map times the feature norm: (B, h, w), 56x56 at 448 with output stride 8."""
