@@ -63,7 +63,7 @@ def images() -> torch.Tensor:
 @pytest.mark.parametrize("name", POST_HOC)
 def test_shapes_and_non_negativity(name, model, images):
     maps = explain(name, model, images[:2])
-    assert maps.shape == ((2, 7, 7) if name == "rise" else (2, 4, 4))
+    assert maps.shape == (2, 4, 4)  # RISE too: the layer4 resolution by default
     assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
     assert maps.abs().amax() > 0
     if name != "cam":  # CAM keeps negative evidence, as in the original
@@ -76,9 +76,9 @@ def test_am_is_channel_mean(model, images):
 
 
 def test_gradcam_on_logits_is_relu_cam_over_area(model, images):
-    """For GAP + linear head, dlogit_c/dA = w_c / (h·w): Grad-CAM(logit) = relu(CAM) / (h·w)."""
+    """For GAP + linear head, dlogit_c/dA = w_c / (h·w): Grad-CAM (logit by default) = relu(CAM) / (h·w)."""
     cam = explain("cam", model, images)
-    gradcam = explain("gradcam", model, images, score="logit")
+    gradcam = explain("gradcam", model, images)
     torch.testing.assert_close(gradcam, cam.clamp_min(0) / 16, rtol=1e-4, atol=1e-7)
 
 
@@ -91,16 +91,18 @@ def test_none_targets_mean_predicted_class(model, images):
 
 
 # ---------------------------------------------------------------- parity with pytorch-grad-cam
+# Default configs against grad-cam's defaults (logit): tests/test_explainer_parity.py.
 @pytest.mark.parametrize("score", ["logit", "prob"])
 @pytest.mark.parametrize("name", ["gradcampp", "scorecam", "ablationcam"])
 def test_parity_with_pytorch_grad_cam(name, score, model, images):
-    """Same model, layer, images and score convention: Pearson >= 0.99 at native resolution.
+    """Either score option against grad-cam given the same explicit classes: Pearson >= 0.99 at
+    native resolution.
 
     grad-cam resizes its maps to the input; asking it for the native size keeps them as computed
     (min-max normalised, which the correlation ignores). ``ClassifierOutputTarget`` is the logit
-    convention, ``ClassifierOutputSoftmaxTarget`` the probability one. grad-cam adds 1e-6 to the
-    Grad-CAM++ α denominator, matched here with ``eps``: our exact default (eps=0) differs wherever
-    g² is not much larger than 1e-6 (probability gradients always, small logit gradients too).
+    convention (our default), ``ClassifierOutputSoftmaxTarget`` the probability option. grad-cam adds
+    1e-6 to the Grad-CAM++ α denominator, matched here with ``eps``: our exact default (eps=0) differs
+    wherever g² is not much larger than 1e-6 (probability gradients always, small logit gradients too).
     """
     grad_cam = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
@@ -193,9 +195,12 @@ def test_batch_equals_one_by_one(name, model, images):
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5 * float(alone.abs().amax()))
 
 
-def test_scorecam_skipping_constant_channels_is_exact(model, images):
-    skipped = explain("scorecam", model, images[:1])
-    full = explain("scorecam", model, images[:1], skip_constant_channels=False, batch_size=128)
+@pytest.mark.parametrize("weighting", ["softmax", "raw"])
+def test_scorecam_skipping_constant_channels_is_exact(weighting, model, images):
+    """Dead (all-zero) channels: softmax still counts their black-image score, raw weighs them w·0 = 0."""
+    skipped = explain("scorecam", model, images[:1], weighting=weighting)
+    full = explain("scorecam", model, images[:1], weighting=weighting, skip_constant_channels=False,
+                   batch_size=128)
     torch.testing.assert_close(skipped, full, rtol=1e-5, atol=1e-7)
 
 
@@ -217,8 +222,8 @@ def test_no_forward_sees_more_than_batch_size(name, model, images):
 def test_hook_path_matches_feature_split(name, model, images):
     """A model without forward_features/forward_head goes through hooks: same maps, slower."""
     wrapped = nn.Sequential(model)
-    fast = explain(name, model, images[:2], score="logit")
-    hooked = explain(name, wrapped, images[:2], score="logit", target_layer="0.backbone.layer4")
+    fast = explain(name, model, images[:2])
+    hooked = explain(name, wrapped, images[:2], target_layer="0.backbone.layer4")
     torch.testing.assert_close(fast, hooked, rtol=1e-5, atol=1e-6)
 
 
@@ -275,9 +280,11 @@ def test_rise_masks_and_full_resolution(model, images):
     assert abs(float(masks.mean()) - 0.5) < 0.03
     assert shifts.min() >= 0 and shifts.max() < 5 and len(shifts.unique()) == 5  # cell = ceil(32 / 7)
     full = explain("rise", model, images[:1], map_size=None)
-    pooled = explain("rise", model, images[:1])
-    assert full.shape == (1, SIZE, SIZE)
-    torch.testing.assert_close(torch.nn.functional.adaptive_avg_pool2d(full, 7), pooled)
+    pooled = explain("rise", model, images[:1])  # default: layer4's 4x4
+    assert full.shape == (1, SIZE, SIZE) and pooled.shape == (1, 4, 4)
+    torch.testing.assert_close(torch.nn.functional.adaptive_avg_pool2d(full, 4), pooled)
+    grid_sized = explain("rise", model, images[:1], map_size=7)
+    torch.testing.assert_close(torch.nn.functional.adaptive_avg_pool2d(full, 7), grid_sized)
 
 
 @pytest.mark.parametrize("name", POST_HOC)

@@ -1,11 +1,13 @@
 """Ablation-CAM (Desai 2020): w_k = (S − S_k) / S, the relative drop of the class score when
 channel k of the target layer is zeroed; map = relu(Σ_k w_k A_k).
 
+S is the class **logit** by default, as in the paper (the score y^c before the softmax) and
+pytorch-grad-cam; ``score="prob"`` uses the softmax probability. S = 0 (possible for logits) is
+replaced by a tiny value; for a negative logit the ratio flips sign, as in both references.
+
 Only the layers after the target layer are re-run on the ablated activations (the head alone when
 the layer is where ``forward_features`` ends), packed in chunks of ``batch_size`` (image, channel)
 rows. An all-zero channel is skipped: zeroing it changes nothing, its weight is exactly 0.
-pytorch-grad-cam computes the same ratio on raw logits (``score="logit"``); our default score is
-the softmax probability (DESIGN §2). S = 0 (possible for logits) is replaced by a tiny value.
 """
 
 from __future__ import annotations

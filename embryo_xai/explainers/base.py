@@ -2,9 +2,9 @@
 
 The base class owns what every method shares, so each method file only says how its map is
 made: input validation, the explained class (predicted class when ``targets`` is None),
-the class score convention, the target layer (by module name) and its activations, re-running
-the network from that layer on modified activations, chunking of the extra forward passes, and
-the output post-processing (float, NaN-free, constant map -> zeros).
+the class score (by default the one of the method's paper), the target layer (by module name)
+and its activations, re-running the network from that layer on modified activations, chunking of
+the extra forward passes, and the output post-processing (float, NaN-free, constant map -> zeros).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LayerActivations:
 
 
 def class_score(logits: torch.Tensor, targets: torch.Tensor, score: str) -> torch.Tensor:
-    """Score of each row's target class: softmax probability (DESIGN §2 default) or raw logit."""
+    """Score of each row's target class: softmax probability (``"prob"``) or raw logit (``"logit"``)."""
     logits = logits.float()  # bf16 logits under autocast: score arithmetic stays float32
     values = logits.softmax(dim=1) if score == "prob" else logits
     return values.gather(1, targets[:, None])[:, 0]
@@ -104,14 +104,20 @@ class Explainer:
     Args:
         target_layer: module name (as in ``model.named_modules()``) whose output maps are explained.
         batch_size: most images any extra forward pass (masked inputs, ablated activations) holds.
-        score: explained class score, ``"prob"`` (softmax probability, DESIGN default) or ``"logit"``.
+        score: explained class score, ``"logit"`` (raw class logit) or ``"prob"`` (softmax probability);
+            None (default) takes the method's own paper's choice, :attr:`paper_score` (DESIGN §2, §5).
+            The faithfulness metrics have their own score option: one never sets the other.
     """
 
     name: ClassVar[str] = ""
-    #: False for methods that never read a layer (RISE, attention): ``target_layer`` is ignored.
+    #: False for methods that never read a layer (attention): ``target_layer`` is ignored.
     uses_layer: ClassVar[bool] = True
+    #: The score the method's paper explains: the pre-softmax class logit for the CAMs (Grad-CAM's
+    #: y^c, Grad-CAM++'s exp-closed form, Score-CAM's Algorithm 1, Ablation-CAM); RISE overrides it.
+    paper_score: ClassVar[str] = "logit"
 
-    def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int = 64, score: str = "prob") -> None:
+    def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int = 64, score: str | None = None) -> None:
+        score = self.paper_score if score is None else score
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if int(batch_size) < 1:
@@ -261,6 +267,6 @@ def gradients_at_layer(explainer: Explainer, model: nn.Module, images: torch.Ten
     return acts.features.detach().float(), grads.detach().float()
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, h, w) -> (N, H, W), bilinear."""
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+def upsample(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """(N, h, w) -> (N, H, W), bilinear (``align_corners=True`` is ``nn.UpsamplingBilinear2d``'s grid)."""
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=align_corners)[:, 0]

@@ -1,7 +1,8 @@
 """Grad-CAM (Selvaraju 2017): channel weights = spatial mean of dS/dA; map = relu(Σ_k w_k A_k).
 
-S is the explained class score (``score``: softmax probability by default, or logit as in
-pytorch-grad-cam's ``ClassifierOutputTarget``).
+S is the explained class score: by default the class logit, the paper's y^c "before the softmax"
+(also pytorch-grad-cam's ``ClassifierOutputTarget``); ``score="prob"`` differentiates the softmax
+probability instead.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Grad-CAM++ (Chattopadhyay 2018, eq. 19 with the exponential trick, as pytorch-grad-cam).
 
 With g = dS/dA: α = g² / (2g² + (Σ_ab A_ab)·g³), weights w_k = Σ_ij relu(g_ij)·α_ij,
-map = relu(Σ_k w_k A_k). The closed form for α assumes the score is exp(S), which makes every
-higher derivative a power of g; pytorch-grad-cam plugs in gradients of the raw logit
-(``score="logit"``), while our default S is the softmax probability (DESIGN §2).
+map = relu(Σ_k w_k A_k). The closed form for α assumes the explained score is Y = exp(S), which
+makes every higher derivative a power of g: S must be the class **logit**, our default and
+pytorch-grad-cam's. ``score="prob"`` (gradients of the softmax probability) is an option that
+breaks that assumption.
 
 α is set to 0 where relu(g) is 0 (it does not contribute) or the denominator is 0. ``eps`` is added
 to the denominator as pytorch-grad-cam does (its 1e-6); our default 0 keeps the definition exact:
-probability gradients are ~1e-4, so g² ~ 1e-8 and a 1e-6 epsilon would dominate α (it already
-matters for logit gradients of ~1e-3).
+where g² is not much larger than 1e-6 (small logit gradients, probability gradients always) that
+epsilon would dominate α.
 """
 
 from __future__ import annotations
