@@ -133,7 +133,7 @@ def test_scorecam_raw_weighting_is_the_authors_computation(model, images, explai
         probs = model(image * masks[:, None]).softmax(dim=1)[:, target[0]]
         expected = torch.einsum("c,chw->hw", probs, features[varying]).clamp_min(0)[None]
     raw = yaml_explainer("scorecam", weighting="raw")
-    assert raw.score == "prob"
+    assert raw.score == "probability"
     maps = raw(model, image)
     torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().amax()))
     assert pearson(maps, explain("scorecam")[:1]) < 0.99
@@ -145,7 +145,7 @@ def test_scorecam_rejects_unknown_weighting():
 
 
 def test_rise_default_score_is_probability():
-    assert yaml_explainer("rise").score == "prob" and create_explainer("rise").score == "prob"
+    assert yaml_explainer("rise").score == "probability" and create_explainer("rise").score == "probability"
     assert all(create_explainer(name).score == "logit" for name in ("gradcam", "gradcampp", "scorecam", "ablationcam"))
 
 

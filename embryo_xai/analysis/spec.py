@@ -1,49 +1,49 @@
-"""Names, directions and orders the whole analysis shares (paper §2.2, §4; DESIGN §6–7).
+"""Names, directions and orders the whole analysis shares (paper §2.2, §4).
 
-Kept in one place so tables, ranks, Kendall tau and figures can never disagree on
-which metrics are "lower is better" or in which order approaches are listed.
+Nothing is declared here: labels, directions and families come from the registrations (each
+metric class, explainer and model declares its own), so tables, ranks, Kendall tau, figures and
+prose can never disagree with the code that computes them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Metric keys as written by the faithfulness runs, in the paper's Table 1 order.
-METRICS: tuple[str, ...] = ("dauc", "iauc", "dc", "ic", "iic", "ad", "add")
-METRIC_LABELS: dict[str, str] = {m: m.upper() for m in METRICS}
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "dauc": False,
-    "iauc": True,
-    "dc": True,
-    "ic": True,
-    "iic": True,
-    "ad": False,
-    "add": True,
-}
-# Paper §4: metrics that mask salient areas vs metrics that reveal them.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "Mask": ("dauc", "dc", "add"),
-    "Highlight": ("iauc", "ic", "ad", "iic"),
-    "All": METRICS,
-}
-# IIC is binary per image, so it gives no ranking on a single image (paper §4).
-EMBEDDING_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "iic")
+from embryo_xai.explainers import explainer_label, list_explainers
+from embryo_xai.metrics import METRIC_NAMES, higher_is_better, metric_class, metric_group, metric_label
+from embryo_xai.models import list_models, model_label
 
-MODEL_LABELS: dict[str, str] = {
-    "cnn": "CNN",
-    "abn": "ABN",
-    "ibp": "InterByParts",
-    "bcnn": "B-CNN",
-    "brnpa": "BR-NPA",
-}
-METHOD_LABELS: dict[str, str] = {
-    "am": "AM",
-    "gradcampp": "Grad-CAM++",
-    "rise": "RISE",
-    "scorecam": "Score-CAM",
-    "ablationcam": "Ablation-CAM",
-    "attention": "-",
-}
+
+def metric_groups(metrics: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Paper §4's families among ``metrics``: those that mask salient areas and those that reveal them."""
+    families = {"Mask": "mask", "Highlight": "highlight"}
+    return {title: tuple(m for m in metrics if metric_group(m) == key) for title, key in families.items()} | {
+        "All": tuple(metrics)}
+
+
+def embedding_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """Metrics that rank approaches on a single image (IIC is binary per image, so it cannot: §4)."""
+    return tuple(m for m in metrics if not getattr(metric_class(m), "binary", False))
+
+
+def directions_sentence(metrics: Sequence[str]) -> str:
+    """"Lower is better for DAUC and AD; higher for the others." from the metrics' declarations."""
+    lower = [metric_label(m) for m in metrics if not higher_is_better(m)]
+    if not lower:
+        return "Higher is better for every metric."
+    listed = lower[0] if len(lower) == 1 else ", ".join(lower[:-1]) + f" and {lower[-1]}"
+    return f"Lower is better for {listed}; higher for the others."
+
+
+# The paper's seven metrics and the labels, directions and families their classes declare.
+METRICS: tuple[str, ...] = METRIC_NAMES
+METRIC_LABELS: dict[str, str] = {m: metric_label(m) for m in METRICS}
+HIGHER_IS_BETTER: dict[str, bool] = {m: higher_is_better(m) for m in METRICS}
+GROUPS: dict[str, tuple[str, ...]] = metric_groups(METRICS)
+EMBEDDING_METRICS: tuple[str, ...] = embedding_metrics(METRICS)
+MODEL_LABELS: dict[str, str] = {m: model_label(m) for m in list_models()}
+METHOD_LABELS: dict[str, str] = {m: explainer_label(m) for m in list_explainers()}
 # The paper's Table 1 order; approaches not listed here follow, alphabetically.
 APPROACH_ORDER: tuple[tuple[str, str], ...] = (
     ("cnn", "am"),
@@ -75,8 +75,8 @@ class Approach:
     @property
     def label(self) -> str:
         """Short name as in the paper's Table 2: the method for CNN post-hoc, the model for attention."""
-        model = MODEL_LABELS.get(self.model, self.model)
-        method = METHOD_LABELS.get(self.method, self.method)
+        model = model_label(self.model)
+        method = explainer_label(self.method)
         if self.method == ATTENTION_METHOD:
             return model
         if self.model == "cnn":
@@ -93,8 +93,8 @@ class Approach:
 def model_key(name: str) -> str:
     """Registry key of a model from either its key or its display name ("B-CNN" -> "bcnn")."""
     lowered = str(name).strip().lower()
-    for key, label in MODEL_LABELS.items():
-        if lowered in (key, label.lower()):
+    for key in list_models():
+        if lowered in (key, model_label(key).lower()):
             return key
     return lowered
 
@@ -104,8 +104,8 @@ def method_key(name: str) -> str:
     lowered = str(name).strip().lower()
     if lowered in ("", "-", "nan", "none"):
         return ATTENTION_METHOD
-    for key, label in METHOD_LABELS.items():
-        if lowered in (key, label.lower()):
+    for key in list_explainers():
+        if lowered in (key, explainer_label(key).lower()):
             return key
     return lowered
 
@@ -116,4 +116,4 @@ def metric_key(name: str) -> str:
 
 def signed_for_higher_better(metric: str) -> float:
     """+1 for higher-is-better metrics, −1 otherwise: multiply to make "larger" mean "better"."""
-    return 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    return 1.0 if higher_is_better(metric) else -1.0

@@ -1,4 +1,8 @@
-"""Saliency methods behind one interface: ``create_explainer(name, **cfg)(model, images, targets)``."""
+"""Saliency methods behind one interface: ``create_explainer(name, **cfg)(model, images, targets)``.
+
+Each method is one file whose class is decorated with :func:`register_explainer`; importing the
+files here registers the built-in ones.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,16 @@ from embryo_xai.explainers.base import Explainer
 from embryo_xai.explainers.cam import CAM
 from embryo_xai.explainers.gradcam import GradCAM
 from embryo_xai.explainers.gradcampp import GradCAMPlusPlus
+from embryo_xai.explainers.registry import (
+    create_explainer,
+    explainer_class,
+    explainer_label,
+    list_explainers,
+    register_explainer,
+)
 from embryo_xai.explainers.rise import RISE
 from embryo_xai.explainers.scorecam import ScoreCAM
 
-_EXPLAINERS: dict[str, type[Explainer]] = {
-    cls.name: cls
-    for cls in (ActivationMap, CAM, GradCAM, GradCAMPlusPlus, ScoreCAM, AblationCAM, RISE, AttentionMap)
-}
-
-
-def list_explainers() -> list[str]:
-    return sorted(_EXPLAINERS)
-
-
-def create_explainer(name: str, **cfg) -> Explainer:
-    """Build a registered explainer: ``create_explainer("scorecam", batch_size=32)``.
-
-    Options that a method does not read (``target_layer`` for RISE/attention) are accepted so one
-    Hydra ``method`` group can hold every method."""
-    if name not in _EXPLAINERS:
-        raise ValueError(f"unknown explainer {name!r}; known explainers: {', '.join(list_explainers())}")
-    return _EXPLAINERS[name](**cfg)
-
-
-__all__ = ["Explainer", "create_explainer", "list_explainers", "ActivationMap", "CAM", "GradCAM",
-           "GradCAMPlusPlus", "ScoreCAM", "AblationCAM", "RISE", "AttentionMap"]
+__all__ = ["Explainer", "create_explainer", "explainer_class", "explainer_label", "list_explainers",
+           "register_explainer", "ActivationMap", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "AblationCAM",
+           "RISE", "AttentionMap"]

@@ -16,10 +16,13 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer, chunk_bounds, weighted_channel_sum
+from embryo_xai.explainers.registry import register_explainer
 
 
+@register_explainer
 class AblationCAM(Explainer):
     name = "ablationcam"
+    label = "Ablation-CAM"
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         # float32 even under bf16 autocast: the weights are small score differences, which bf16

@@ -7,10 +7,13 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer
+from embryo_xai.explainers.registry import register_explainer
 
 
+@register_explainer
 class AttentionMap(Explainer):
     name = "attention"
+    label = "-"
     uses_layer = False
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SCORES = ("prob", "logit")
+from embryo_xai.scoring import ClassScore
+
 DEFAULT_LAYER = "backbone.layer4"
 
 
@@ -33,13 +34,6 @@ class LayerActivations:
     features: torch.Tensor
     logits: torch.Tensor
     head_only: bool
-
-
-def class_score(logits: torch.Tensor, targets: torch.Tensor, score: str) -> torch.Tensor:
-    """Score of each row's target class: softmax probability (``"prob"``) or raw logit (``"logit"``)."""
-    logits = logits.float()  # bf16 logits under autocast: score arithmetic stays float32
-    values = logits.softmax(dim=1) if score == "prob" else logits
-    return values.gather(1, targets[:, None])[:, 0]
 
 
 def weighted_channel_sum(weights: torch.Tensor, features: torch.Tensor, relu: bool = True) -> torch.Tensor:
@@ -104,12 +98,15 @@ class Explainer:
     Args:
         target_layer: module name (as in ``model.named_modules()``) whose output maps are explained.
         batch_size: most images any extra forward pass (masked inputs, ablated activations) holds.
-        score: explained class score, ``"logit"`` (raw class logit) or ``"prob"`` (softmax probability);
-            None (default) takes the method's own paper's choice, :attr:`paper_score` (DESIGN §2, §5).
+        score: explained class score, ``"logit"`` (raw class logit) or ``"probability"`` (softmax; ``"prob"``
+            is accepted); None (default) takes the method's own paper's choice, :attr:`paper_score`
+            (docs/architecture.md, "Scores").
             The faithfulness metrics have their own score option: one never sets the other.
     """
 
     name: ClassVar[str] = ""
+    #: Display name in tables and figures (the report's column and row titles).
+    label: ClassVar[str] = ""
     #: False for methods that never read a layer (attention): ``target_layer`` is ignored.
     uses_layer: ClassVar[bool] = True
     #: The score the method's paper explains: the pre-softmax class logit for the CAMs (Grad-CAM's
@@ -117,14 +114,12 @@ class Explainer:
     paper_score: ClassVar[str] = "logit"
 
     def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int = 64, score: str | None = None) -> None:
-        score = self.paper_score if score is None else score
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        self.scorer = ClassScore(self.paper_score if score is None else score)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.target_layer = target_layer
         self.batch_size = int(batch_size)
-        self.score = score
+        self.score = self.scorer.kind
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(target_layer={self.target_layer!r}, batch_size={self.batch_size}, " \
@@ -184,7 +179,7 @@ class Explainer:
         return targets
 
     def class_score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return class_score(logits, targets, self.score)
+        return self.scorer(logits, targets)
 
     # ------------------------------------------------------------------ target layer
     def resolve_layer(self, model: nn.Module) -> nn.Module:

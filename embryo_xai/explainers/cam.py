@@ -10,10 +10,13 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer, weighted_channel_sum
+from embryo_xai.explainers.registry import register_explainer
 
 
+@register_explainer
 class CAM(Explainer):
     name = "cam"
+    label = "CAM"
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         fc = getattr(getattr(model, "head", None), "fc", None)

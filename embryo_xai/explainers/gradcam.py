@@ -11,10 +11,13 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer, gradients_at_layer, weighted_channel_sum
+from embryo_xai.explainers.registry import register_explainer
 
 
+@register_explainer
 class GradCAM(Explainer):
     name = "gradcam"
+    label = "Grad-CAM"
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         features, grads = gradients_at_layer(self, model, images, targets)

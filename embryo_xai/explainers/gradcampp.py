@@ -18,10 +18,13 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer, gradients_at_layer, weighted_channel_sum
+from embryo_xai.explainers.registry import register_explainer
 
 
+@register_explainer
 class GradCAMPlusPlus(Explainer):
     name = "gradcampp"
+    label = "Grad-CAM++"
 
     def __init__(self, eps: float = 0.0, **cfg) -> None:
         super().__init__(**cfg)

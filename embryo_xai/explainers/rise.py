@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from embryo_xai.explainers.base import Explainer, chunk_bounds
+from embryo_xai.explainers.registry import register_explainer
 
 FEATURES = "features"
 MapSize = int | Sequence[int] | str | None
@@ -46,9 +47,11 @@ def parse_map_size(map_size: MapSize) -> tuple[int, int] | str | None:
     return sides
 
 
+@register_explainer
 class RISE(Explainer):
     name = "rise"
-    paper_score = "prob"
+    label = "RISE"
+    paper_score = "probability"
     #: the target layer is read only for its map size (``map_size="features"``), never explained
     uses_layer = True
 

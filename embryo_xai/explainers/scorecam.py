@@ -28,13 +28,16 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer, chunk_bounds, upsample, weighted_channel_sum
+from embryo_xai.explainers.registry import register_explainer
 
 #: weighting -> the score its source uses (the default when ``score`` is not given)
-WEIGHTINGS = {"softmax": "logit", "raw": "prob"}
+WEIGHTINGS = {"softmax": "logit", "raw": "probability"}
 
 
+@register_explainer
 class ScoreCAM(Explainer):
     name = "scorecam"
+    label = "Score-CAM"
 
     def __init__(self, weighting: str = "softmax", score: str | None = None, align_corners: bool = True,
                  skip_constant_channels: bool = True, **cfg) -> None:

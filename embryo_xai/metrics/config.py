@@ -1,4 +1,4 @@
-"""Names and options of the faithfulness metrics (paper §2.2, DESIGN §6).
+"""Options of the faithfulness metrics (paper §2.2; docs/architecture.md, "Metrics").
 
 Every option defaults to the paper's choice; the ``*_package`` values select the
 conventions of the authors' ``saliency-maps-metrics`` package where it differs
@@ -10,25 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from embryo_xai.scoring import EXPLAINED_CLASSES, SCORES, ClassScore
+
+#: The paper's seven metrics (Table 1 order): the default selection. Their labels, directions and
+#: families are declared on their classes (``embryo_xai.metrics.metric``, the registry).
 METRIC_NAMES: tuple[str, ...] = ("dauc", "iauc", "dc", "ic", "iic", "ad", "add")
-#: Direction of improvement, used by the analysis (ranks, Kendall tau on negated values).
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "dauc": False, "iauc": True, "dc": True, "ic": True, "iic": True, "ad": False, "add": True,
-}
-#: The two families found by the paper (§4): masking vs highlighting salient areas.
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "mask": ("dauc", "dc", "add"),
-    "highlight": ("iauc", "ic", "ad", "iic"),
-}
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "deletion_substrate": ("black", "blur", "gaussian", "mean"),
     "insertion_start": ("blur", "gaussian", "black", "mean"),
     "upsample": ("bilinear", "bicubic", "nearest"),
-    "score": ("probability", "logit"),
+    "score": SCORES,
     "step_grouping": ("even", "fixed_size"),
     "auc_x": ("fraction", "step"),
-    "explained_class": ("prediction", "label"),
+    "explained_class": EXPLAINED_CLASSES,
     "tie_break": ("random", "raster"),
 }
 
@@ -97,6 +92,11 @@ class FaithfulnessConfig:
         if self.blur_kernel is not None and (self.blur_kernel < 1 or self.blur_kernel % 2 == 0):
             raise ValueError(f"blur_kernel must be a positive odd integer, got {self.blur_kernel}")
 
+    @property
+    def scorer(self) -> ClassScore:
+        """How the explained class is chosen and scored (shared with the explainers and the evaluator)."""
+        return ClassScore(self.score, self.explained_class)
+
     @classmethod
     def from_kwargs(cls, **cfg: Any) -> FaithfulnessConfig:
         """Build from keyword options (e.g. a Hydra node), naming unknown keys."""
@@ -126,14 +126,3 @@ PACKAGE_CONVENTIONS: dict[str, Any] = {
 def package_config(**overrides: Any) -> FaithfulnessConfig:
     """Config matching the authors' package, with optional overrides."""
     return replace(FaithfulnessConfig(**PACKAGE_CONVENTIONS), **overrides)
-
-
-def check_metric_names(metrics: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Normalise a metric selection; unknown names raise with the list of valid ones."""
-    names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    names = tuple(name.lower() for name in names)
-    unknown = [name for name in names if name not in METRIC_NAMES]
-    if unknown or not names:
-        given = unknown or "(none given)"
-        raise ValueError(f"unknown metric(s) {given}; known metrics: {', '.join(METRIC_NAMES)}")
-    return tuple(dict.fromkeys(names))

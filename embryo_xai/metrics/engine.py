@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from embryo_xai.metrics.config import METRIC_NAMES, FaithfulnessConfig, check_metric_names
+from embryo_xai.metrics.config import METRIC_NAMES, FaithfulnessConfig
 from embryo_xai.metrics.perturb import (
     block_index_map,
     highlight_mask,
@@ -32,9 +32,13 @@ from embryo_xai.metrics.perturb import (
     step_groups,
     substrate,
 )
+from embryo_xai.metrics.registry import check_metric_names, metric_class
 
 Values = dict[str, torch.Tensor]
 PASS_METRICS: dict[str, tuple[str, str]] = {"deletion": ("dauc", "dc"), "insertion": ("iauc", "ic")}
+SINGLE_STEP_METRICS = ("iic", "ad", "add")
+#: Computed by the shared passes below; any other registered metric brings its own ``values``.
+ENGINE_METRICS = frozenset({*SINGLE_STEP_METRICS, *(m for pair in PASS_METRICS.values() for m in pair)})
 
 
 class FaithfulnessResult(dict):
@@ -65,8 +69,7 @@ def _class_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor 
     logits = model(inputs)
     if targets is None:
         targets = logits.argmax(dim=1)
-    values = logits.float().softmax(dim=1) if cfg.score == "probability" else logits.float()
-    return values.gather(1, targets[:, None]).squeeze(1), targets
+    return cfg.scorer(logits, targets), targets
 
 
 def _scores_in_chunks(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None,
@@ -183,6 +186,27 @@ def _multi_step(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targ
     return out
 
 
+@dataclass(frozen=True)
+class MetricInputs:
+    """What a plug-in metric's ``values(inputs)`` gets for one group of images: the images, their
+    finite maps, the explained classes and their scores on the original images (``c_I``), the
+    engine options, and :meth:`scores` to score any batch of perturbed images the engine's way
+    (chunked, under inference mode, with the configured score)."""
+
+    model: nn.Module
+    images: torch.Tensor  # (B, C, H, W) in [0, 1]
+    maps: torch.Tensor  # (B, h, w) float32, NaN/inf maps zeroed (their values are masked to NaN)
+    targets: torch.Tensor  # (B,)
+    original_scores: torch.Tensor  # (B,) c_I
+    config: FaithfulnessConfig
+
+    def scores(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of ``targets`` (default: the images' explained classes, repeated to ``len(inputs)``)."""
+        if targets is None:
+            targets = self.targets.repeat(inputs.shape[0] // self.targets.shape[0])
+        return _scores_in_chunks(self.model, inputs, targets, self.config)[0]
+
+
 def _evaluate_group(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor | None,
                     names: Sequence[str], cfg: FaithfulnessConfig) -> tuple[Values, torch.Tensor]:
     valid = torch.isfinite(maps).flatten(1).all(dim=1)
@@ -193,6 +217,10 @@ def _evaluate_group(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, 
         values.update(_single_step(model, images, maps, targets, c_orig, names, cfg))
     if {"dauc", "iauc", "dc", "ic"} & set(names):
         values.update(_multi_step(model, images, maps, targets, c_orig, names, cfg))
+    plug_ins = [name for name in names if name not in ENGINE_METRICS]
+    if plug_ins:
+        inputs = MetricInputs(model, images, maps, targets, c_orig, cfg)
+        values.update({name: metric_class(name).values(inputs).float() for name in plug_ins})
     return {name: torch.where(valid, values[name], torch.nan) for name in names}, valid
 
 
@@ -245,4 +273,5 @@ def forward_passes_per_image(map_hw: tuple[int, int], metrics: str | Sequence[st
     names = set(check_metric_names(metrics))
     _, n_steps = step_groups(map_hw[0] * map_hw[1], config, torch.device("cpu"))
     passes = sum(bool(set(pair) & names) for pair in PASS_METRICS.values())
-    return 1 + passes * n_steps + bool({"iic", "ad"} & names) + ("add" in names)
+    plug_ins = sum(metric_class(name).forwards_per_image for name in names - ENGINE_METRICS)
+    return 1 + passes * n_steps + bool({"iic", "ad"} & names) + ("add" in names) + plug_ins

@@ -1,4 +1,10 @@
-"""torchmetrics wrappers: per-image values kept in ``cat`` list states so DDP gathers them."""
+"""The metrics as ``torchmetrics`` classes, each registered with its label, direction and family.
+
+Per-image values are kept in ``cat`` list states so DDP gathers them. These classes are the
+library interface (a user's own loop); the faithfulness entry point and callback call the same
+engine function, :func:`embryo_xai.metrics.faithfulness`, directly, because they also write every
+image's row as soon as its batch is scored.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ import torch.nn as nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from embryo_xai.metrics.config import METRIC_NAMES, FaithfulnessConfig, check_metric_names
+from embryo_xai.metrics.config import METRIC_NAMES, FaithfulnessConfig
 from embryo_xai.metrics.engine import faithfulness
+from embryo_xai.metrics.registry import check_metric_names, register_metric
 
 
 class FaithfulnessMetric(Metric):
@@ -59,10 +66,16 @@ class FaithfulnessMetric(Metric):
         return {name: values.nanmean() for name, values in self.per_image().items()}
 
 
-class _SingleFaithfulnessMetric(FaithfulnessMetric):
-    """One metric; ``compute()`` returns its mean as a tensor."""
+class SingleFaithfulnessMetric(FaithfulnessMetric):
+    """One metric; ``compute()`` returns its mean as a tensor. Subclasses declare (and register with
+    ``@register_metric``) ``metric_name``, ``label``, ``higher_is_better`` and ``group``; a metric the
+    engine does not compute itself also implements ``values(inputs: MetricInputs) -> (B,) tensor``
+    and says how many model forwards it runs per image (``forwards_per_image``)."""
 
     metric_name: str = ""
+    label: str = ""
+    group: str | None = None
+    forwards_per_image: int = 1
 
     def __init__(self, **cfg) -> None:
         super().__init__(self.metric_name, **cfg)
@@ -71,17 +84,56 @@ class _SingleFaithfulnessMetric(FaithfulnessMetric):
         return super().compute()[self.metric_name]
 
 
-def _single(name: str, doc: str) -> type[_SingleFaithfulnessMetric]:
-    return type(name.upper(), (_SingleFaithfulnessMetric,), {"metric_name": name, "__doc__": doc})
+@register_metric
+class DAUC(SingleFaithfulnessMetric):
+    """Deletion AUC: the score's curve as the most salient blocks are blacked out (lower is better)."""
+
+    metric_name, label, higher_is_better, group = "dauc", "DAUC", False, "mask"
 
 
-DAUC = _single("dauc", "Deletion AUC (lower is better).")
-IAUC = _single("iauc", "Insertion AUC (higher is better).")
-DC = _single("dc", "Deletion correlation (higher is better).")
-IC = _single("ic", "Insertion correlation (higher is better).")
-IIC = _single("iic", "Increase in confidence (higher is better).")
-AD = _single("ad", "Average drop (lower is better).")
-ADD = _single("add", "Average drop in deletion (higher is better).")
+@register_metric
+class IAUC(SingleFaithfulnessMetric):
+    """Insertion AUC: the score's curve as the most salient blocks are revealed on a blur (higher is better)."""
+
+    metric_name, label, higher_is_better, group = "iauc", "IAUC", True, "highlight"
+
+
+@register_metric
+class DC(SingleFaithfulnessMetric):
+    """Deletion correlation: Pearson of score drops and deleted saliency per step (higher is better)."""
+
+    metric_name, label, higher_is_better, group = "dc", "DC", True, "mask"
+
+
+@register_metric
+class IC(SingleFaithfulnessMetric):
+    """Insertion correlation: Pearson of score gains and inserted saliency per step (higher is better)."""
+
+    metric_name, label, higher_is_better, group = "ic", "IC", True, "highlight"
+
+
+@register_metric
+class IIC(SingleFaithfulnessMetric):
+    """Increase in confidence: 1 if the map-highlighted image scores higher (higher is better)."""
+
+    metric_name, label, higher_is_better, group = "iic", "IIC", True, "highlight"
+    binary = True  # 0 or 1 per image: it ranks no approaches on one image
+
+
+@register_metric
+class AD(SingleFaithfulnessMetric):
+    """Average drop: relative score drop on the map-highlighted image (lower is better)."""
+
+    metric_name, label, higher_is_better, group = "ad", "AD", False, "highlight"
+
+
+@register_metric
+class ADD(SingleFaithfulnessMetric):
+    """Average drop in deletion: relative score drop with the map-highlighted part removed (higher is better)."""
+
+    metric_name, label, higher_is_better, group = "add", "ADD", True, "mask"
+
+
 METRIC_CLASSES: dict[str, type[FaithfulnessMetric]] = {
     cls.metric_name: cls for cls in (DAUC, IAUC, DC, IC, IIC, AD, ADD)
 }

@@ -55,7 +55,7 @@ def _stride_one_copy(layer: nn.Module) -> nn.Module:
     return layer
 
 
-@register_model("abn")
+@register_model("abn", label="ABN")
 class ABN(EmbryoClassifier):
     """Attention branch: stride-1 copy of layer4 -> BN -> 1x1 conv to K -> BN -> ReLU;
     map = sigmoid(BN(3x3 conv K->1)); attention logits = GAP(1x1 conv K->K).

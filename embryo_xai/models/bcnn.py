@@ -34,7 +34,7 @@ def bilinear_attention_pool(features: torch.Tensor, maps: torch.Tensor, normaliz
     return pooled
 
 
-@register_model("bcnn")
+@register_model("bcnn", label="B-CNN")
 class BCNN(EmbryoClassifier):
     has_attention = True
 

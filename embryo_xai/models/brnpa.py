@@ -71,7 +71,7 @@ def load_teacher(path: str | Path, num_classes: int) -> nn.Module:
     return teacher.eval().requires_grad_(False)
 
 
-@register_model("brnpa")
+@register_model("brnpa", label="BR-NPA")
 class BRNPA(EmbryoClassifier):
     has_attention = True
 

@@ -9,7 +9,7 @@ from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
 
 
-@register_model("cnn")
+@register_model("cnn", label="CNN")
 class CNN(EmbryoClassifier):
     def __init__(self, num_classes: int = 16, backbone: str = "resnet50", pretrained: bool = False,
                  dropout: float = 0.0, output_stride: int = 32) -> None:

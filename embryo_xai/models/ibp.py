@@ -107,7 +107,7 @@ class Bottleneck1x1(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-@register_model("ibp")
+@register_model("ibp", label="InterByParts")
 class IBP(EmbryoClassifier):
     has_attention = True
 

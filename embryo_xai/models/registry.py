@@ -6,16 +6,20 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+Builder = Callable[..., nn.Module]
+_MODELS: dict[str, Builder] = {}
+_LABELS: dict[str, str] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class/function decorator adding a model builder under ``name``."""
+def register_model(name: str, label: str | None = None) -> Callable[[Builder], Builder]:
+    """Class/function decorator adding a model builder under ``name`` (``model.net.name`` in the configs),
+    shown as ``label`` (default: the name) in the report."""
 
-    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def wrap(builder: Builder) -> Builder:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = builder
+        _LABELS[name] = label or name
         return builder
 
     return wrap
@@ -23,6 +27,11 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def list_models() -> list[str]:
     return sorted(_MODELS)
+
+
+def model_label(name: str) -> str:
+    """Display name of a model (the key itself for one that is not registered)."""
+    return _LABELS.get(name, name)
 
 
 def create_model(name: str, num_classes: int = 16, **cfg) -> nn.Module:
