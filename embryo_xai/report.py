@@ -27,14 +27,8 @@ from embryo_xai.analysis.document import Figure, Section, Table, render_html, re
 from embryo_xai.analysis.embedding import ranking_points, tsne, umap_embedding
 from embryo_xai.analysis.gallery import gather_gallery
 from embryo_xai.analysis.kendall import metric_kendall
-from embryo_xai.analysis.loading import (
-    NoResultsError,
-    Study,
-    find_runs,
-    load_published_table,
-    load_study,
-    run_data_config,
-)
+from embryo_xai.analysis.loading import NoResultsError, Study, find_runs, load_study
+from embryo_xai.analysis.published import load_published_table
 from embryo_xai.analysis.ranking import table2
 from embryo_xai.analysis.spec import EMBEDDING_METRICS, METRIC_LABELS
 from embryo_xai.analysis.tables import table1, write_table
@@ -56,21 +50,6 @@ def _study(cfg: DictConfig, out_dir: Path) -> tuple[Study, str]:
     return study, (
         f"{len(faithfulness_dirs)} faithfulness run(s) and {len(training_dirs)} training run(s) found under {described}"
     )
-
-
-def _data_settings(cfg: DictConfig, study: Study) -> dict:
-    """Gallery frame settings: the report's own, else the data config the faithfulness runs used."""
-    settings = {
-        "root": cfg.get("data_root"),
-        "focal_plane": cfg.get("focal_plane"),
-        "crop_size": cfg.get("crop_size"),
-        "resize": cfg.get("resize"),
-    }
-    for run_dir in (d for dirs in study.run_dirs.values() for d in dirs):
-        data = run_data_config(run_dir)
-        settings = {key: data.get(key) if value is None else value for key, value in settings.items()}
-    settings["focal_plane"] = settings["focal_plane"] or "F0"
-    return settings
 
 
 def build_report(cfg: DictConfig, out_dir: Path) -> Path:
@@ -301,16 +280,10 @@ def _per_image_sections(cfg, study, out_dir, fig_dir, seed, logged_tables, add_f
     sections.append(section)
 
     gallery_cfg = cfg.get("gallery", {})
-    settings = _data_settings(cfg, study)
-    data_root = Path(settings["root"]) if settings["root"] else None
     gallery = gather_gallery(
         study,
         list(gallery_cfg.get("stages", ["sPNa", "s4", "sB"])),
         int(gallery_cfg.get("frames_per_stage", 2)),
-        data_root,
-        settings["focal_plane"],
-        settings["crop_size"],
-        settings["resize"],
         seed,
     )
     section = Section("Saliency gallery (Fig. 5)")

@@ -15,7 +15,8 @@ from embryo_xai.analysis.bootstrap import bootstrap, resample_counts, resampled_
 from embryo_xai.analysis.embedding import ranking_points, tsne, umap_embedding
 from embryo_xai.analysis.gallery import resize_maps
 from embryo_xai.analysis.kendall import metric_kendall, tau_b_matrix, tau_b_rows, tau_distance
-from embryo_xai.analysis.loading import Study, load_published_table
+from embryo_xai.analysis.loading import Study
+from embryo_xai.analysis.published import load_published_table
 from embryo_xai.analysis.ranking import ranks, table2
 from embryo_xai.analysis.spec import EMBEDDING_METRICS, HIGHER_IS_BETTER, METRICS, Approach
 from embryo_xai.analysis.tables import best_rows, table1, to_latex, to_markdown

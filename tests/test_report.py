@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
-from PIL import Image
 
 from embryo_xai.analysis.gallery import gather_gallery
 from embryo_xai.analysis.loading import ImageMismatchError, NoResultsError, find_runs, load_study
-from embryo_xai.analysis.spec import METRICS, Approach
+from embryo_xai.analysis.spec import METRICS
 from embryo_xai.data.stages import STAGES
 from embryo_xai.report import build_report
+from embryo_xai.runs import FaithfulnessRun, TrainingRun
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TABLE1 = REPO / "tests" / "data" / "paper_table1.csv"
 N_IMAGES = 12
-FRAME_SIZE = 64
 CROP = 56
 VIDEOS = ["D2013.01.01_S0001_I132_WELL1", "D2013.01.02_S0002_I132_WELL2"]
 
@@ -46,108 +44,67 @@ def write_faithfulness_run(
     run_dir: Path,
     model: str,
     method: str,
-    data_root: Path,
     seed: int,
     metrics: tuple[str, ...] = METRICS,
     n_images: int | None = None,
     complete: bool = True,
     map_size: int = 7,
+    with_crops: bool = True,
 ) -> None:
-    """A faithfulness run dir as the faithfulness entry point writes it."""
+    """A faithfulness run dir written through `FaithfulnessRun`, as the evaluator writes it."""
     rng = np.random.default_rng(seed)
     n_images = n_images or N_IMAGES
-    run_dir.mkdir(parents=True)
+    run = FaithfulnessRun(run_dir)
     images = _images().iloc[:n_images]
-    rows = images.assign(
-        approach=Approach(model, method).label,
-        model=model,
-        method=method,
-        prediction=images["label"],
-        score=rng.random(n_images),
-    )
-    long = pd.concat(
-        [
-            rows.assign(metric=m, value=rng.integers(0, 2, n_images) if m == "iic" else rng.random(n_images))
-            for m in metrics
-        ],
-        ignore_index=True,
-    )
-    if "dc" in metrics:
-        long.loc[long["metric"] == "dc", "value"] = long.loc[long["metric"] == "dc", "value"].where(
-            np.arange(n_images) != 1
-        )  # one undefined DC (constant map)
-    long.to_csv(run_dir / "faithfulness_rows.csv", index=False)
-    (run_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "approach": f"{model} / {method}",
-                "model": model,
-                "method": method,
-                "n_images": n_images,
-                "means": long.groupby("metric")["value"].mean().to_dict(),
-                "undefined": {},
-                "complete": complete,
-            }
-        )
-    )
-    # A finished run merges its map batches into maps.npz; an interrupted one has only the batches.
-    (run_dir / "maps").mkdir()
-    maps_file = run_dir / "maps.npz" if complete else run_dir / "maps" / "batch_0000000.npz"
-    maps = rng.random((n_images, map_size, map_size)).astype(np.float16)
-    np.savez(maps_file, image_id=images["image_id"].to_numpy(), maps=maps)
     ckpt = run_dir.parent.parent / "train" / model / "checkpoints" / "best.ckpt"
-    data = {"root": str(data_root), "crop_size": CROP, "resize": None, "focal_plane": "F0"}
-    (run_dir / "settings.json").write_text(
-        json.dumps({"model": model, "method": method, "ckpt": str(ckpt), "data": data})
-    )
-    (run_dir / ".hydra").mkdir()
-    # As saved by Hydra: unresolved, and `hydra:` interpolations do not resolve outside a Hydra app.
-    (run_dir / ".hydra" / "config.yaml").write_text(
-        "paths:\n  root_dir: ${hydra:runtime.cwd}\ndata:\n  root: ${paths.root_dir}/data\n  crop_size: null\n"
-    )
+    run.claim({"model": model, "method": method, "ckpt": str(ckpt), "data": {"crop_size": CROP}})
+    values = {m: rng.integers(0, 2, n_images) if m == "iic" else rng.random(n_images) for m in metrics}
+    if "dc" in metrics:
+        values["dc"] = np.where(np.arange(n_images) != 1, values["dc"], np.nan)  # one undefined DC (constant map)
+    scores = rng.random(n_images)
+    run.append([(model, method, rec.image_id, rec.video, rec.run, rec.label, rec.stage, rec.label, scores[k], m,
+                 values[m][k]) for m in metrics for k, rec in enumerate(images.itertuples(index=False))])
+    maps = rng.random((n_images, map_size, map_size))
+    yy, xx = np.mgrid[:CROP, :CROP] - CROP / 2
+    frames = np.stack([np.where(np.hypot(yy, xx) < CROP * (0.25 + 0.01 * (k % 10)), 180, 40)  # an "embryo"
+                       for k in range(n_images)])
+    ids = images["image_id"].tolist()
+    if with_crops:
+        run.save_maps_part(ids, maps, frames)
+    else:  # a run saved before crops were stored
+        run.maps_parts.mkdir()
+        np.savez(run.maps_parts / "batch_0000000.npz", image_id=np.asarray(ids), maps=maps.astype(np.float16))
+    # A finished run merges its map batches into maps.npz; an interrupted one has only the batches.
+    if complete:
+        run.consolidate_maps()
+    run.write_summary(model, method, metrics, ids if complete else _images()["image_id"].tolist())
 
 
 def write_training_run(run_dir: Path, model: str, acc_video: float) -> None:
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
+    run = TrainingRun(run_dir)
+    run.checkpoint.parent.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"")
     counts = {
         split: {s: (i + 1) * k for i, s in enumerate(STAGES)} for k, split in enumerate(["train", "val", "test"], 1)
     }
-    (run_dir / "test_metrics.json").write_text(
-        json.dumps(
-            {
-                "model": model,
-                "test/acc_video": acc_video,
-                "test/acc_frame": acc_video - 0.01,
-                "per_stage_acc": {s: (i % 5) / 5 for i, s in enumerate(STAGES)},
-                "class_counts": counts,
-            }
-        )
-    )
-
-
-def write_frames(data_root: Path) -> None:
-    for record in _images().itertuples():
-        folder = data_root / "embryo_dataset" / record.video
-        folder.mkdir(parents=True, exist_ok=True)
-        yy, xx = np.mgrid[:FRAME_SIZE, :FRAME_SIZE] - FRAME_SIZE / 2
-        disk = np.hypot(yy, xx) < FRAME_SIZE * (0.25 + 0.01 * (record.Index % 10))  # an "embryo"
-        pixels = np.where(disk, 180, 40).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{record.video}_RUN{record.run}.jpeg")
+    run.write_test_results({
+        "model": model,
+        "test/acc_video": acc_video,
+        "test/acc_frame": acc_video - 0.01,
+        "per_stage_acc": {s: (i % 5) / 5 for i, s in enumerate(STAGES)},
+        "class_counts": counts,
+    })
 
 
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
     outputs = tmp_path / "outputs"
-    data_root = tmp_path / "data"
-    write_frames(data_root)
     approaches = [("cnn", "am"), ("cnn", "gradcampp"), ("abn", "attention"), ("brnpa", "attention")]
     for seed, (model, method) in enumerate(approaches):
         write_faithfulness_run(
             outputs / "faithfulness" / f"{model}_{method}",
             model,
             method,
-            data_root,
             seed,
             map_size=28 if method == "attention" else 7,
         )
@@ -156,7 +113,6 @@ def runs(tmp_path: Path) -> Path:
         outputs / "faithfulness" / "cnn_rise",
         "cnn",
         "rise",
-        data_root,
         9,
         metrics=("dauc", "dc", "iic", "ad", "add"),
         n_images=8,
@@ -233,7 +189,7 @@ def test_report_end_to_end(runs: Path) -> None:
     text = report_md.read_text()
     assert "Incomplete or undefined results" in text and "partial: 8/12 images scored" in text
     assert "figures/gallery.png" in text and "frames shown" not in text
-    assert "data root" not in text  # frames were found
+    assert "without their crop" not in text  # every frame's crop was saved with its maps
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 7 and "<table>" in html
     assert "## Agreement between the approaches' maps" in text and "figures/map_agreement.png" in text
@@ -245,20 +201,15 @@ def test_report_end_to_end(runs: Path) -> None:
     assert shared.loc["AM", "ABN"] == N_IMAGES and shared.loc["AM", "RISE"] == 8  # RISE's run stopped at 8 images
 
 
-def test_report_without_frames_still_draws_the_gallery(runs: Path) -> None:
-    out = runs / "report_noframes"
-    cfg = _config(
-        [
-            f"runs=[{runs / 'outputs' / 'faithfulness'}]",
-            f"data_root={runs / 'missing'}",
-            "bootstrap=0",
-            "embedding.umap=false",
-            "embedding.tsne_perplexity=5",
-            "gallery.frames_per_stage=1",
-        ]
-    )
+def test_report_without_crops_still_draws_the_gallery(tmp_path: Path) -> None:
+    """Runs saved before maps.npz held the crops: the gallery shows the maps alone, and says so."""
+    for seed, method in enumerate(("am", "gradcampp")):
+        write_faithfulness_run(tmp_path / "faithfulness" / method, "cnn", method, seed, with_crops=False)
+    out = tmp_path / "report"
+    cfg = _config([f"runs=[{tmp_path / 'faithfulness'}]", "bootstrap=0", "embedding.umap=false",
+                   "embedding.tsne_perplexity=5", "gallery.frames_per_stage=1"])
     text = build_report(cfg, out).read_text()
-    assert "not found: maps shown without their frames" in text
+    assert "without their crop in maps.npz" in text
     assert (out / "figures" / "gallery.png").is_file()
     assert "No training run" in text and not (out / "table1_ci.csv").exists()
 
@@ -307,7 +258,7 @@ def test_cli_with_wandb_offline(runs: Path) -> None:
 def test_gallery_frames_and_maps(runs: Path) -> None:
     """Frames are found by (video, RUN) and centre-cropped as in test; every map is upsampled onto them."""
     study = load_study(*find_runs([runs / "outputs"]))
-    gallery = gather_gallery(study, ["sPNa", "s4", "sB"], 2, runs / "data", crop_size=CROP, seed=0)
+    gallery = gather_gallery(study, ["sPNa", "s4", "sB"], 2, seed=0)
     assert gallery is not None and not gallery.notes
     assert gallery.maps.shape == (6, len(study.approaches), CROP, CROP)
     # RISE's interrupted run left only map batches, and only 8 images: frames come from those 8.

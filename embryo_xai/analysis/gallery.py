@@ -1,8 +1,8 @@
 """Gather what the saliency gallery (paper Fig. 5) shows: chosen frames and every approach's map.
 
-Maps come from each faithfulness run's `maps.npz` at their native resolution; frames are
-re-read from the data set by (video, RUN) and put through the same test transform the
-models saw (optional resize, centre crop), so a map lies exactly over the pixels it explains.
+Maps and the crops they explain come from each faithfulness run's `maps.npz` (the crops exactly
+as the model saw them), so a map lies over the pixels it explains and the report never opens
+the data set.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from embryo_xai.analysis.loading import MAPS_FILE, MAPS_PARTS, Study
+from embryo_xai.analysis.loading import Study
+from embryo_xai.runs import FaithfulnessRun
 
 DISPLAY_SIZE = 224  # panel size when no frame is available to size the maps on
 
@@ -30,18 +30,14 @@ class GalleryData:
     notes: list[str] = field(default_factory=list)
 
 
-def load_maps(run_dirs: list[Path]) -> dict[int, np.ndarray]:
-    """{image_id: map} of one approach, later runs overriding earlier ones.
-
-    A finished run has `maps.npz`; an interrupted one still has its `maps/batch_*.npz` parts.
-    """
-    maps: dict[int, np.ndarray] = {}
+def load_maps(run_dirs: list[Path], key: str = "maps") -> dict[int, np.ndarray]:
+    """{image_id: map} of one approach (``key="crops"``: the explained crops), later runs overriding
+    earlier ones; an interrupted run's map batches count too."""
+    loaded: dict[int, np.ndarray] = {}
     for run_dir in run_dirs:
-        merged = run_dir / MAPS_FILE
-        for path in [merged] if merged.exists() else sorted((run_dir / MAPS_PARTS).glob("batch_*.npz")):
-            with np.load(path) as data:
-                maps.update(zip(data["image_id"].tolist(), data["maps"].astype(np.float32)))
-    return maps
+        run = FaithfulnessRun(run_dir)
+        loaded.update(run.maps() if key == "maps" else run.crops())
+    return loaded
 
 
 def select_frames(
@@ -56,27 +52,6 @@ def select_frames(
             pool = pool.iloc[np.sort(rng.choice(len(pool), size=per_stage, replace=False))]
         chosen.append(pool)
     return pd.concat(chosen, ignore_index=True) if chosen else images.iloc[:0]
-
-
-def find_frame(data_root: Path, focal_plane: str, video: str, run: int) -> Path | None:
-    """The frame file of (video, RUN), looked up the way the data reader does."""
-    from embryo_xai.data.reader import plane_dir, video_frames
-
-    for video_dir in (plane_dir(data_root, focal_plane) / video, data_root / video):
-        if video_dir.is_dir():
-            return video_frames(video_dir)[0].get(int(run))
-    return None
-
-
-def load_frame(path: Path, crop_size: int | None, resize: int | None) -> np.ndarray:
-    """Grayscale frame in [0, 1] after the test transform (resize, centre crop)."""
-    from embryo_xai.data.dataset import build_transform
-
-    with Image.open(path) as image:
-        pixels = torch.from_numpy(np.array(image.convert("L"), dtype=np.uint8))[None]
-    if crop_size:
-        pixels = build_transform(train=False, crop_size=crop_size, resize=resize)(pixels)
-    return pixels[0].float().div(255.0).numpy()
 
 
 def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -102,20 +77,12 @@ def _wrap_name(video: str) -> str:
     return f"{video[:cut]}\n{video[cut + 1 :]}"
 
 
-def gather_gallery(
-    study: Study,
-    stages: list[str],
-    per_stage: int,
-    data_root: Path | None,
-    focal_plane: str = "F0",
-    crop_size: int | None = 448,
-    resize: int | None = None,
-    seed: int = 0,
-) -> GalleryData | None:
+def gather_gallery(study: Study, stages: list[str], per_stage: int, seed: int = 0) -> GalleryData | None:
     """Frames of the chosen stages with every approach's map; None when no run saved maps."""
     if study.images is None:
         return None
-    maps_per_approach = [load_maps(study.run_dirs.get(a, [])) for a in study.approaches]
+    run_dirs = [study.run_dirs.get(a, []) for a in study.approaches]
+    maps_per_approach = [load_maps(dirs) for dirs in run_dirs]
     with_maps = [i for i, m in enumerate(maps_per_approach) if m]
     if not with_maps:
         return None
@@ -129,20 +96,15 @@ def gather_gallery(
         notes.append(f"no mapped frame of stage {', '.join(missing_stages)}")
     if chosen.empty:
         return None
-    if data_root is None or not Path(data_root).exists():
-        notes.append(f"data root {data_root} not found: maps shown without their frames")
-    frames: list[np.ndarray | None] = []
-    for record in chosen.itertuples(index=False):
-        path = (
-            find_frame(Path(data_root), focal_plane, record.video, record.run)
-            if data_root and Path(data_root).exists()
-            else None
-        )
-        frames.append(load_frame(path, crop_size, resize) if path is not None else None)
+    crops: dict[int, np.ndarray] = {}
+    for dirs in run_dirs:  # every approach explained the same crop of an image id (checked by loading)
+        crops.update(load_maps(dirs, key="crops"))
+    frames = [crops[i].astype(np.float32) / 255.0 if i in crops else None for i in chosen["image_id"]]
     sizes = [f.shape for f in frames if f is not None]
     size = sizes[0] if sizes else (DISPLAY_SIZE, DISPLAY_SIZE)
-    if data_root and Path(data_root).exists() and len(sizes) < len(frames):
-        notes.append(f"{len(frames) - len(sizes)} frame file(s) not found under {data_root}")
+    if len(sizes) < len(frames):
+        notes.append(f"{len(frames) - len(sizes)} frame(s) without their crop in maps.npz (runs saved before "
+                     "crops were stored): maps shown alone")
     maps = np.full((len(chosen), len(study.approaches), *size), np.nan, dtype=np.float32)
     for r, image_id in enumerate(chosen["image_id"]):
         for a, approach_maps in enumerate(maps_per_approach):
