@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/python -m embryo_xai.main
+	$(BIN)/python -m embryo_xai.main study=demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -147,7 +147,16 @@ def test_cpu_training_says_so_and_estimates_its_time(tmp_path, caplog):
     assert 0 < estimate.estimate_s < 60
 
 
-def test_study_runner_rejects_a_malformed_set():
-    result = subprocess.run([sys.executable, "-m", "embryo_xai.main", "--set", "train_trainer.max_epochs=1"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 2 and "expected STEP:KEY=VALUE" in result.stderr
+def test_study_runner_names_its_studies_and_rejects_an_unknown_model(tmp_path):
+    def main(*overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "embryo_xai.main", *overrides], capture_output=True, text=True,
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+    assert "study: demo, demo_scratch, paper" in main("--help").stdout
+    unknown_study = main("study=nope")
+    assert unknown_study.returncode == 1 and "Available options in 'study'" in unknown_study.stderr
+    assert all(name in unknown_study.stderr for name in ("demo", "demo_scratch", "paper"))
+    unknown_model = main("models=[cnn,foo]")
+    assert unknown_model.returncode == 1 and "Traceback" not in unknown_model.stderr
+    assert unknown_model.stderr.strip().splitlines()[-1].startswith("error: unknown model(s) foo")
+    assert not (tmp_path / "outputs" / "main" / "train").exists()  # nothing ran

@@ -105,7 +105,7 @@ def test_cnn_beats_global_statistics_by_far(tmp_path):
 
 
 def test_study_runner_warm_start_and_idempotent_rerun(tiny_dataset, tmp_path):
-    """`python -m embryo_xai.main` (what `make run` calls) on a tiny study file: the attention model
+    """`python -m embryo_xai.main` (what `make run` calls) on a tiny study of one's own: the attention model
     starts from the CNN's backbone, every step lands, and a second run reuses every finished step."""
     logs = tmp_path / "outputs"
     study = {
@@ -119,13 +119,18 @@ def test_study_runner_warm_start_and_idempotent_rerun(tiny_dataset, tmp_path):
         "method_overrides": {},
         "report": ["bootstrap=20", "embedding.umap=false", f"paths.log_dir={logs}"],
     }
-    study_file = tmp_path / "tiny_study.yaml"
+    study_file = tmp_path / "conf" / "study" / "tiny.yaml"  # a study of one's own, outside conf/
+    study_file.parent.mkdir(parents=True)
     study_file.write_text(json.dumps(study))  # JSON is YAML
-    first = run("embryo_xai.main", "--study", str(study_file), "--out", str(tmp_path / "study"))
+    args = ["--config-dir", str(tmp_path / "conf"), "study=tiny", f"out={tmp_path / 'study'}"]
+    first = run("embryo_xai.main", *args)
     assert first.stdout.index("[run ] train cnn") < first.stdout.index("[run ] train brnpa")
     config = (tmp_path / "study" / "train" / "brnpa" / "checkpoints" / "config.yaml").read_text()
     assert "backbone_init: " + str(tmp_path / "study" / "train" / "cnn" / "checkpoints" / "best.ckpt") in config
     assert (tmp_path / "study" / "report" / "table1.md").is_file()
-    second = run("embryo_xai.main", "--study", str(study_file), "--out", str(tmp_path / "study"))
+    # the runner's own Hydra run dir is out itself, beside the steps' dirs
+    assert "[run ] train cnn" in (tmp_path / "study" / "main.log").read_text()
+    assert (tmp_path / "study" / ".hydra" / "config.yaml").is_file()
+    second = run("embryo_xai.main", *args)
     assert "[run ] train" not in second.stdout and "[run ] faithfulness" not in second.stdout
     assert second.stdout.count("[skip]") == 2 + 2  # 2 trainings, 2 approaches (the report always reruns)

@@ -35,7 +35,7 @@ SHRINK_KEYS = {
     "++trainer.limit_test_batches", "data.synthetic.videos", "++data.synthetic.frames_per_video",
     "data.batch_size", "data.eval_batch_size", "n_images", "batch_size", "metrics.max_steps",
     "callbacks.faithfulness.n_images", "method.num_masks", "bootstrap", "hydra.sweeper.n_trials",
-    "--videos", "--frames-per-video", "--models",
+    "--videos", "--frames-per-video", "models",
 }
 TRAIN_SHRINK = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2",
                 "++trainer.limit_test_batches=2", "data.synthetic.videos=6", "++data.synthetic.frames_per_video=40",
@@ -100,27 +100,31 @@ def shrink(command: Command) -> list[str]:
         return extra
     if module == "embryo_xai.report":
         return ["bootstrap=20"]
-    if module == "embryo_xai.main":
-        return ["--models", "cnn", "abn",
-                *[f"--set=train:{o}" for o in TRAIN_SHRINK], *[f"--set=faithfulness:{o}" for o in FAITHFULNESS_SHRINK]]
+    if module == "embryo_xai.main":  # quoted list items: an unquoted '=' inside a Hydra list is a syntax error
+        return ["models=[cnn,abn]", f"extra.train=[{','.join(map(repr, TRAIN_SHRINK))}]",
+                f"extra.faithfulness=[{','.join(map(repr, FAITHFULNESS_SHRINK))}]"]
     pytest.fail(f"README command `{command.line}`: no shrinking rule for module {module!r}; add one here")
 
 
 def check_shrink_keys(extra: list[str]) -> None:
     """The rule of this file, enforced: only size-shrinking keys, never paths.* or hydra.* (bar n_trials)."""
     for arg in extra:
-        key = arg.removeprefix("--set=").split(":", 1)[-1].split("=", 1)[0]
-        if key.isdigit() or key in ("cnn", "abn"):
-            continue  # values of --videos / --models
-        assert key in SHRINK_KEYS, f"appended override {arg!r} is not a size-shrinking key"
-        assert not key.startswith(("paths.", "hydra.")) or key == "hydra.sweeper.n_trials", arg
+        key, _, value = arg.partition("=")
+        keys = [key]
+        if key.startswith("extra."):  # the study runner's extra.<step>=['KEY=VALUE',...]: overrides of those steps
+            keys = [item.split("=", 1)[0] for item in re.findall(r"'([^']*)'", value)]
+        for key in keys:
+            if key.isdigit():
+                continue  # values of --videos / --frames-per-video
+            assert key in SHRINK_KEYS, f"appended override {arg!r} is not a size-shrinking key"
+            assert not key.startswith(("paths.", "hydra.")) or key == "hydra.sweeper.n_trials", arg
 
 
 def missing_requirements(commands: list[Command]) -> list[str]:
     reasons = []
     for c in commands:
         needs_cuda = any(a in ("trainer=gpu", "trainer=ddp", "experiment=paper", "device=cuda") for a in c.overrides)
-        needs_cuda |= c.module == "embryo_xai.main" and "paper" in c.overrides
+        needs_cuda |= c.module == "embryo_xai.main" and "study=paper" in c.overrides
         if needs_cuda and not torch.cuda.is_available():
             reasons.append(f"`{c.line}` needs a CUDA device")
         if c.has("hydra/launcher=submitit_slurm") and shutil.which("sbatch") is None:
@@ -187,6 +191,8 @@ def test_shrink_rejects_paths_and_hydra_keys():
         check_shrink_keys(["paths.log_dir=/tmp/x"])
     with pytest.raises(AssertionError):
         check_shrink_keys(["hydra.run.dir=/tmp/x"])
+    with pytest.raises(AssertionError):
+        check_shrink_keys(["extra.report=['paths.log_dir=/tmp/x']"])
     check_shrink_keys(shrink(Command("", ["python", "-m", "embryo_xai.main"])))
 
 
