@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, write_table
-from embryo_xai.evaluation import ROWS_FILE, SUMMARY_FILE
 from embryo_xai.faithfulness import run_in_process
 from embryo_xai.main import approaches
+from embryo_xai.runs import FaithfulnessRun
 
 PRECISIONS = {"float32": ["precision=32"], "bf16": ["precision=bf16", "channels_last=true"]}
 
 
 def predictions(run_dir: Path) -> dict[str, str]:
-    with open(run_dir / ROWS_FILE, newline="") as handle:
+    with open(FaithfulnessRun(run_dir).rows_file, newline="") as handle:
         return {row["image_id"]: row["prediction"] for row in csv.DictReader(handle)}
 
 
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             start = time.perf_counter()
             run_in_process([*common, *overrides], run_dir)
             seconds[precision] = time.perf_counter() - start
-            means[precision] = json.loads((run_dir / SUMMARY_FILE).read_text())["means"]
+            means[precision] = FaithfulnessRun(run_dir).summary()["means"]
         exact, fast = (predictions(out / p / f"{model}-{method}") for p in PRECISIONS)
         changes = {k: abs(means["bf16"][k] - means["float32"][k]) for k in means["float32"]}
         worst = max(changes, key=lambda k: changes[k] if changes[k] == changes[k] else -1.0)

@@ -8,9 +8,10 @@ never recomputed. ``-m method=gradcampp,scorecam`` sweeps methods (Hydra multiru
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import hydra
@@ -21,12 +22,12 @@ from embryo_xai.data.datamodule import EmbryoDataModule
 from embryo_xai.errors import CheckpointError, exit_on_usage_error
 from embryo_xai.evaluation import (
     ApproachRun,
+    EvaluationConfig,
     check_names,
-    check_settings,
     evaluate_approach,
     load_model_from_checkpoint,
-    sample_test_indices,
 )
+from embryo_xai.runs import FaithfulnessRun, TrainingRun
 from embryo_xai.utils import compose_job
 
 log = logging.getLogger(__name__)
@@ -38,81 +39,50 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def find_training_run(log_dir: Path, model: str) -> Path:
-    """The most recent finished training run of ``model`` anywhere under ``log_dir`` (``outputs/``:
-    ``train/runs``, sweeps, and the study's ``main/train/<model>`` of ``make run`` alike)."""
-    candidates = []
-    for metrics_file in log_dir.glob("**/test_metrics.json"):
-        try:
-            if json.loads(metrics_file.read_text()).get("model") == model:
-                candidates.append(metrics_file.parent)
-        except (OSError, json.JSONDecodeError):
-            continue
-    candidates = [c for c in candidates if (c / "checkpoints" / "best.ckpt").is_file()]
-    if not candidates:
-        raise CheckpointError(f"no finished training run of model {model!r} under {log_dir}; train one with "
-                              f"`python -m embryo_xai.train model={model}` (CPU: add experiment=demo) or pass "
-                              "train_run=DIR / ckpt=FILE")
-    return max(candidates, key=lambda p: (p / "test_metrics.json").stat().st_mtime)
-
-
-def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, Path]:
-    """(checkpoint, training run dir) from ``ckpt``, ``train_run`` or the latest run of ``model``."""
+def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, TrainingRun]:
+    """(checkpoint, its training run) from ``ckpt``, ``train_run`` or the latest run of ``model``."""
     if cfg.ckpt:
-        ckpt = Path(cfg.ckpt)
-        return ckpt, ckpt.resolve().parent.parent
+        return Path(cfg.ckpt), TrainingRun.of_checkpoint(cfg.ckpt)
     if not cfg.train_run:
-        run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+        run = TrainingRun.latest(cfg.paths.log_dir, cfg.model.net.name)
         log.info("explaining the latest finished %s run: %s (pass train_run=DIR for another)",
-                 cfg.model.net.name, run_dir)
-        return run_dir / "checkpoints" / "best.ckpt", run_dir
-    run_dir = Path(cfg.train_run)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"train_run={run_dir}: no such directory")
-    if not (run_dir / "checkpoints" / "best.ckpt").is_file():
-        raise CheckpointError(f"train_run={run_dir} has no finished checkpoint (checkpoints/best.ckpt): did its "
-                              "training finish? Pass a finished run, or leave train_run out for the latest one")
-    return run_dir / "checkpoints" / "best.ckpt", run_dir
+                 cfg.model.net.name, run.dir)
+        return run.checkpoint, run
+    run = TrainingRun.given(cfg.train_run)
+    return run.checkpoint, run
 
 
-def training_data_config(run_dir: Path, overrides: DictConfig) -> dict:
-    """The data config the model was trained with (same split, crop and resize), plus overrides."""
-    config_file = run_dir / "checkpoints" / "config.yaml"
-    if not config_file.is_file():
-        raise CheckpointError(f"{config_file} not found: the checkpoint's run dir must hold the resolved "
-                              "training config (written by `python -m embryo_xai.train`)")
-    data = OmegaConf.to_container(OmegaConf.load(config_file).data, resolve=True)
-    given = OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig) else overrides
-    data.update({k: v for k, v in (given or {}).items() if v is not None})
-    return data
+def evaluation_config(cfg: DictConfig) -> EvaluationConfig:
+    """The ``evaluation`` group's keys, which this entry point takes at the top level (``n_images=30``)."""
+    return EvaluationConfig(**{f.name: cfg[f.name] for f in fields(EvaluationConfig)})
 
 
 def run(cfg: DictConfig) -> dict:
     check_names([cfg.method.name], cfg.metrics.metrics)  # before loading anything
-    ckpt, train_run = resolve_checkpoint(cfg)
+    ckpt, training = resolve_checkpoint(cfg)
     model, net_cfg = load_model_from_checkpoint(ckpt)
     model_name = cfg.model.net.name
     if net_cfg["name"] != model_name:
         raise CheckpointError(f"{ckpt} holds model {net_cfg['name']!r}, not {model_name!r}: "
                               f"pass model={net_cfg['name']}")
-    data_cfg = training_data_config(train_run, cfg.data)
+    data_cfg = training.data_config(cfg.data)
     data_cfg.pop("_target_", None)
     datamodule = EmbryoDataModule(**data_cfg)
     datamodule.prepare_data()
     datamodule.setup("test")
     test_set = datamodule.datasets["test"]
-    image_ids = sample_test_indices(len(test_set), cfg.n_images, cfg.sample_seed)
+    evaluation = evaluation_config(cfg)
+    image_ids = evaluation.sample(len(test_set))
     metric_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
     approach = ApproachRun(
-        out_dir=Path(cfg.paths.output_dir), model_name=model_name, method=cfg.method.name,
-        method_cfg=OmegaConf.to_container(cfg.method, resolve=True), metric_names=tuple(metric_cfg.pop("metrics")),
-        metric_cfg=metric_cfg, batch_size=cfg.batch_size, save_maps=cfg.save_maps,
-        precision=str(cfg.precision), channels_last=cfg.channels_last)
-    check_settings(approach.out_dir, approach.settings({"ckpt": str(ckpt.resolve()), "n_images": cfg.n_images,
-                                                        "sample_seed": cfg.sample_seed, "data": data_cfg}))
+        FaithfulnessRun(Path(cfg.paths.output_dir)), model_name, cfg.method.name,
+        OmegaConf.to_container(cfg.method, resolve=True), tuple(metric_cfg.pop("metrics")), metric_cfg, evaluation)
+    accuracy = training.acc_video
+    approach.claim({"train_run": str(training.dir.resolve()), "ckpt": str(ckpt.resolve()),
+                    "train_accuracy": None if math.isnan(accuracy) else accuracy, "data": data_cfg})
     summary = evaluate_approach(model, test_set, image_ids, approach, device=resolve_device(cfg.device))
     means = ", ".join(f"{k}={v:.4f}" for k, v in summary["means"].items())
-    log.info("%s on %d images: %s -> %s", summary["approach"], summary["n_images"], means, approach.out_dir)
+    log.info("%s on %d images: %s -> %s", approach.approach.label, summary["n_images"], means, approach.run.dir)
     return summary
 
 

@@ -6,7 +6,6 @@ default) so Optuna and multirun sweeps can use it.
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from pytorch_lightning.loggers import WandbLogger
 from embryo_xai.data.stages import STAGES
 from embryo_xai.errors import UsageError, exit_on_usage_error
 from embryo_xai.evaluation import read_checkpoint
-from embryo_xai.utils import instantiate_dict, write_json
+from embryo_xai.runs import TrainingRun
+from embryo_xai.utils import instantiate_dict
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _scalars(metrics: dict) -> dict[str, float]:
             and (not isinstance(v, torch.Tensor) or v.numel() == 1)}
 
 
-def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, metrics: dict,
+def write_test_outputs(run: TrainingRun, cfg: DictConfig, model, datamodule, metrics: dict,
                        best_ckpt: str | None) -> dict:
     """``test_metrics.json`` (accuracies, per-stage accuracy, class counts) and
     ``test_predictions.csv`` (one row per test frame) for the report."""
@@ -44,15 +44,13 @@ def write_test_outputs(output_dir: Path, cfg: DictConfig, model, datamodule, met
         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
         "train_epoch_seconds": metrics.get("train/epoch_seconds"),
     }
-    write_json(output_dir / "test_metrics.json", payload)
+    predictions = []
     if model.test_predictions:
         rows = {k: torch.cat([p[k] for p in model.test_predictions]).tolist() for k in model.test_predictions[0]}
         frames = datamodule.datasets["test"].frames
-        with open(output_dir / "test_predictions.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["video", "run", "label", "stage", "prediction"])
-            for index, label, prediction in zip(rows["index"], rows["label"], rows["prediction"]):
-                writer.writerow([frames[index].video, frames[index].run, label, STAGES[label], prediction])
+        predictions = [(frames[index].video, frames[index].run, label, STAGES[label], prediction)
+                       for index, label, prediction in zip(rows["index"], rows["label"], rows["prediction"])]
+    run.write_test_results(payload, predictions)
     return payload
 
 
@@ -60,14 +58,12 @@ def test_only_checkpoint(cfg: DictConfig) -> str:
     """``train=false``: the checkpoint to test, ``ckpt_path`` or the latest finished run of the model."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    from embryo_xai.faithfulness import find_training_run
-
     try:
-        run_dir = find_training_run(Path(cfg.paths.log_dir), cfg.model.net.name)
+        run = TrainingRun.latest(cfg.paths.log_dir, cfg.model.net.name)
     except UsageError as error:
         raise UsageError(f"test-only run (train=false): pass ckpt_path=FILE, or train first ({error})") from None
-    log.info("test only: the latest finished %s run, %s (pass ckpt_path=FILE for another)", cfg.model.net.name, run_dir)
-    return str(run_dir / "checkpoints" / "best.ckpt")
+    log.info("test only: the latest finished %s run, %s (pass ckpt_path=FILE for another)", cfg.model.net.name, run.dir)
+    return str(run.checkpoint)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -85,10 +81,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    run = TrainingRun(output_dir)
     if trainer.is_global_zero:
-        # The resolved config travels with the checkpoint, so a checkpoint explains itself.
-        (output_dir / "checkpoints").mkdir(exist_ok=True)
-        OmegaConf.save(cfg, output_dir / "checkpoints" / "config.yaml", resolve=True)
+        run.write_config(cfg)  # the resolved config travels with the checkpoint, so a checkpoint explains itself
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -105,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
         if trainer.is_global_zero:
-            write_test_outputs(output_dir, cfg, model, datamodule, metrics, best or None)
+            write_test_outputs(run, cfg, model, datamodule, metrics, best or None)
             log.info("test per-video accuracy: %.4f (frame accuracy %.4f); run dir: %s",
                      metrics.get("test/acc_video", float("nan")), metrics.get("test/acc_frame", float("nan")),
                      output_dir)

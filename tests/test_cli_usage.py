@@ -18,10 +18,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from embryo_xai.analysis.loading import load_published_table
+from embryo_xai.analysis.published import load_published_table
 from embryo_xai.callbacks.time_estimate import TrainingTimeEstimate
 from embryo_xai.errors import UsageError
-from embryo_xai.faithfulness import find_training_run
+from embryo_xai.runs import TrainingRun
 from tests.helpers import CONF, REPO
 
 
@@ -116,9 +116,9 @@ def test_latest_finished_run_is_found_anywhere_under_outputs(tmp_path, tiny_trai
     unfinished = outputs / "train" / "runs" / "later"
     unfinished.mkdir(parents=True)
     (unfinished / "test_metrics.json").write_text('{"model": "cnn"}')  # no checkpoint: not finished
-    assert find_training_run(outputs, "cnn") == study_cnn
+    assert TrainingRun.latest(outputs, "cnn").dir == study_cnn
     with pytest.raises(UsageError, match="no finished training run of model 'ibp'"):
-        find_training_run(outputs, "ibp")
+        TrainingRun.latest(outputs, "ibp")
 
 
 class _TinyModule(pl.LightningModule):

@@ -15,14 +15,15 @@ import torch.multiprocessing as mp
 
 from embryo_xai import faithfulness
 from embryo_xai.data.datamodule import EmbryoDataModule
+from embryo_xai.errors import UsageError
 from embryo_xai.evaluation import (
-    COLUMNS,
-    ROWS_FILE,
     ApproachRun,
     CheckpointError,
+    EvaluationConfig,
     evaluate_approach,
     load_model_from_checkpoint,
 )
+from embryo_xai.runs import ROW_COLUMNS, FaithfulnessRun, TrainingRun
 from tests.helpers import compose_config
 
 FAST_METRICS = ["metrics.max_steps=4"]
@@ -35,17 +36,17 @@ def run_faithfulness(train_run: Path, out: Path, *overrides: str) -> dict:
 
 
 def read_rows(path: Path) -> list[dict]:
-    with open(path / ROWS_FILE, newline="") as handle:
+    with open(FaithfulnessRun(path).rows_file, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 def test_rows_summary_and_maps(tiny_train_run, tmp_path):
     summary, out = run_faithfulness(tiny_train_run, tmp_path, "method=gradcampp")
     rows = read_rows(out)
-    assert list(rows[0]) == list(COLUMNS)
+    assert list(rows[0]) == list(ROW_COLUMNS)  # registry keys only: labels are the report's
     assert len(rows) == 5 * 7 and len({r["image_id"] for r in rows}) == 5
     assert {r["metric"] for r in rows} == {"dauc", "iauc", "dc", "ic", "iic", "ad", "add"}
-    assert all(r["approach"] == "Grad-CAM++" and r["model"] == "cnn" for r in rows)
+    assert all(r["method"] == "gradcampp" and r["model"] == "cnn" for r in rows)
     assert summary["complete"] and summary["n_images"] == 5
     saved = json.loads((out / "summary.json").read_text())
     for metric, mean in saved["means"].items():
@@ -55,6 +56,10 @@ def test_rows_summary_and_maps(tiny_train_run, tmp_path):
     maps = __import__("numpy").load(out / "maps.npz")
     assert sorted(maps["image_id"].tolist()) == sorted({int(r["image_id"]) for r in rows})
     assert maps["maps"].shape[1:] == (2, 2)
+    assert maps["crops"].dtype == "uint8" and maps["crops"].shape == (5, 64, 64)  # what the model saw
+    settings = json.loads((out / "settings.json").read_text())
+    assert Path(settings["train_run"]) == tiny_train_run.resolve()
+    assert settings["train_accuracy"] == TrainingRun(tiny_train_run).acc_video
 
 
 def test_rerun_resumes_without_recomputing(tiny_train_run, tmp_path, monkeypatch):
@@ -62,8 +67,8 @@ def test_rerun_resumes_without_recomputing(tiny_train_run, tmp_path, monkeypatch
     full = read_rows(out)
     # simulate an interruption after the first 2 images: keep only their rows
     kept_ids = sorted({r["image_id"] for r in full}, key=int)[:2]
-    with open(out / ROWS_FILE, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+    with open(FaithfulnessRun(out).rows_file, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ROW_COLUMNS)
         writer.writeheader()
         writer.writerows(r for r in full if r["image_id"] in kept_ids)
     explained = []
@@ -132,12 +137,12 @@ def _shard_worker(rank: int, world: int, port: int, train_run: str, out: str) ->
 def evaluate_in(train_run: Path, out: Path, rank: int = 0, world: int = 1) -> None:
     torch.set_num_threads(1)
     model, _ = load_model_from_checkpoint(train_run / "checkpoints" / "best.ckpt")
-    data = faithfulness.training_data_config(train_run, {})
+    data = TrainingRun(train_run).data_config()
     data.pop("_target_")
     dm = EmbryoDataModule(**{**data, "num_workers": 0})
     dm.setup("test")
-    run = ApproachRun(out, "cnn", "gradcampp", {"name": "gradcampp"}, ("dauc", "dc", "ad", "iic"),
-                      {"max_steps": 4}, batch_size=3, save_maps=True)
+    run = ApproachRun(FaithfulnessRun(out), "cnn", "gradcampp", {"name": "gradcampp"}, ("dauc", "dc", "ad", "iic"),
+                      {"max_steps": 4}, EvaluationConfig(batch_size=3))
     evaluate_approach(model, dm.datasets["test"], [0, 2, 3, 5, 7, 8, 9], run, rank=rank, world_size=world,
                       progress=False)
 
@@ -166,6 +171,21 @@ def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
         assert len(rows) == 3 * 7
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "faithfulness/gradcampp/dauc" in logged
+    settings = FaithfulnessRun(out / "faithfulness" / "cnn-am").settings()
+    assert Path(settings["train_run"]) == out and settings["n_images"] == 3
+    assert settings["train_accuracy"] == pytest.approx(TrainingRun(out).acc_video)
+
+
+def test_callback_refuses_to_mix_settings_into_a_run(tiny_dataset, tmp_path):
+    """The settings guard covers the callback too: other metric options, same run dir -> refused."""
+    from embryo_xai.train import train
+    from tests.conftest import tiny_train_overrides
+
+    common = [*tiny_train_overrides(tiny_dataset[0]), "callbacks=faithfulness", "callbacks.faithfulness.methods=[am]",
+              "callbacks.faithfulness.n_images=2", f"callbacks.faithfulness.out_dir={tmp_path / 'shared'}"]
+    train(compose_config("train", [*common, "metrics.max_steps=4"], tmp_path / "first"))
+    with pytest.raises(UsageError, match="other settings"):
+        train(compose_config("train", [*common, "metrics.max_steps=9"], tmp_path / "second"))
 
 
 def test_bf16_precision_close_to_float32(tiny_train_run, tmp_path):
@@ -179,7 +199,7 @@ def test_bf16_precision_close_to_float32(tiny_train_run, tmp_path):
 
 
 def test_unknown_precision_is_refused(tiny_train_run, tmp_path):
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(UsageError, match="precision must be one of"):
         run_faithfulness(tiny_train_run, tmp_path, "method=am", "precision=fp8")
 
 

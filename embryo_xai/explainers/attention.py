@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from embryo_xai.explainers.base import Explainer
-from embryo_xai.explainers.registry import register_explainer
+from embryo_xai.explainers.registry import list_explainers, register_explainer
 
 
 @register_explainer
@@ -16,13 +16,18 @@ class AttentionMap(Explainer):
     label = "-"
     uses_layer = False
 
-    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        if not getattr(model, "has_attention", False):
-            from embryo_xai.explainers import list_explainers
+    @classmethod
+    def cannot_explain(cls, model: nn.Module) -> str | None:
+        if getattr(model, "has_attention", False):
+            return None
+        post_hoc = [name for name in list_explainers() if name != cls.name]
+        return (f"{type(model).__name__} has no attention map (has_attention is False); methods that apply: "
+                f"{', '.join(post_hoc)}")
 
-            post_hoc = [name for name in list_explainers() if name != self.name]
-            raise ValueError(f"{type(model).__name__} has no attention map (has_attention is False); "
-                             f"use a post-hoc method: {', '.join(post_hoc)}")
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        problem = self.cannot_explain(model)
+        if problem:
+            raise ValueError(problem)
         # one forward: run it in float32 even under bf16 autocast, so maps keep their ranking
         with torch.inference_mode(), torch.autocast(images.device.type, enabled=False):
             maps = model.attention(images)

@@ -140,6 +140,11 @@ class Explainer:
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def cannot_explain(cls, model: nn.Module) -> str | None:
+        """Why this method cannot explain ``model`` (None when it can); checked before any work."""
+        return None
+
     # ------------------------------------------------------------------ validation
     @staticmethod
     def check_images(images: torch.Tensor) -> torch.Tensor:
