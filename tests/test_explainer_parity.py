@@ -1,4 +1,4 @@
-"""Every explainer's DEFAULT follows its paper (DESIGN §5), built exactly from ``conf/method/<name>.yaml``.
+"""Every explainer's DEFAULT follows its paper, built exactly from ``conf/method/<name>.yaml``.
 
 The CAMs explain the class logit: with default configs they equal pytorch-grad-cam with its own
 defaults (Pearson >= 0.99) on a model whose logits are far apart, where a probability-vs-logit slip

@@ -108,7 +108,7 @@ def test_parity_with_pytorch_grad_cam(name, score, model, images):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 
     subset = images[:1] if name == "scorecam" else images  # grad-cam's Score-CAM runs every channel
-    targets = model(subset).argmax(1)  # the explained class (DESIGN §2)
+    targets = model(subset).argmax(1)  # the explained class (docs/architecture.md, Conventions)
     matched = {"eps": 1e-6} if name == "gradcampp" else {}
     ours = explain(name, model, subset, targets, score=score, batch_size=64, **matched)
     reference_class = {"gradcampp": grad_cam.GradCAMPlusPlus, "scorecam": grad_cam.ScoreCAM,

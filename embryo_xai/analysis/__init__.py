@@ -1,4 +1,4 @@
-"""The study's analysis (paper §4, DESIGN §7), one module per concern.
+"""The study's analysis (paper §4; docs/architecture.md, The report), one module per concern.
 
 spec (metric directions, groups, approach order) · loading (runs -> Study) · tables (Table 1)
 · ranking (Table 2) · kendall (tau-b, tau distance) · embedding (t-SNE, UMAP) · bootstrap

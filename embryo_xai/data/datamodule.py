@@ -1,4 +1,4 @@
-"""LightningDataModule of the 16-stage frames, split by video (DESIGN §3)."""
+"""LightningDataModule of the 16-stage frames, split by video (docs/architecture.md, The data format)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AM: mean over channels of the target layer's feature maps (DESIGN §5). Class-agnostic."""
+"""AM: mean over channels of the target layer's feature maps (Zhou et al.'s activation map). Class-agnostic."""
 
 from __future__ import annotations
 

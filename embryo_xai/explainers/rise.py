@@ -13,7 +13,7 @@ the input resolution, then area-averaged (adaptive average pooling) to
 
 - ``"features"`` (default): the h×w of the CNN's ``target_layer`` maps (14×14 for layer4 at 448 px),
   read from the one forward pass that also gives the explained classes, so RISE is scored with the
-  same metric steps as the CAMs (DESIGN §2, §5);
+  same metric steps as the CAMs (docs/architecture.md, Conventions);
 - an int ``n`` or a pair ``(h, w)``: that size (``7`` gives the former grid-sized maps);
 - ``None``: no pooling, the input resolution.
 """

@@ -1,4 +1,4 @@
-"""Attention Branch Network (Fukui et al. 2019) on a timm ResNet (DESIGN §4).
+"""Attention Branch Network (Fukui et al. 2019) on a timm ResNet (docs/architecture.md).
 
 The attention branch reads layer3, so its map has layer3's resolution (input / 16:
 14x14 at 224, 28x28 at 448). As in Fukui et al.'s code, the map comes from a 3x3

@@ -1,6 +1,6 @@
 """timm ResNet backbone exposing its stages, with input normalisation as first layer.
 
-``pretrained=True`` loads timm's ImageNet weights (the paper study's start, DESIGN §4). Where they
+``pretrained=True`` loads timm's ImageNet weights (the paper study's start). Where they
 cannot be fetched (no network, nothing cached) the build ends in one line, a
 :class:`PretrainedWeightsUnavailable`, naming the cache and ``model.net.pretrained=false``.
 """
@@ -22,7 +22,7 @@ STAGE_NAMES = ("layer1", "layer2", "layer3", "layer4")
 
 
 class Normalize(nn.Module):
-    """Models see pixels in [0, 1]; normalisation belongs to the model (DESIGN §2)."""
+    """Models see pixels in [0, 1]; normalisation belongs to the model (docs/architecture.md, Conventions)."""
 
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Bilinear attention CNN as in the paper authors' code (after Hu & Qi 2019 / WS-DAN), DESIGN §4.
+"""Bilinear attention CNN as in the paper authors' code (after Hu & Qi 2019 / WS-DAN).
 
 A residual block on the layer4 features, then a 1x1 conv to P+1 maps and a ReLU. Each of
 the first P maps weights the features, which are average-pooled and concatenated

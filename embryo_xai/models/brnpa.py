@@ -1,4 +1,4 @@
-"""BR-NPA, Bilinear Representative Non-Parametric Attention (Gomez et al. 2021), DESIGN §4.
+"""BR-NPA, Bilinear Representative Non-Parametric Attention (Gomez et al. 2021).
 
 No attention parameter: P representative vectors are picked from the (high-resolution,
 output stride 8 by default) layer4 map. Each pixel starts with its feature norm as score;

@@ -1,4 +1,4 @@
-"""Baseline CNN: backbone -> global average pool -> dropout -> linear (DESIGN §4)."""
+"""Baseline CNN: backbone -> global average pool -> dropout -> linear (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Interpretability By Parts (Huang & Li 2020, "region grouping"), DESIGN §4.
+"""Interpretability By Parts (Huang & Li 2020, "region grouping").
 
 Follows the authors' code (github.com/zxhuang1698/interpretability-by-parts) as the embryo paper's
 authors vendored it: the grouping sits on layer4.
