@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -22,23 +21,20 @@ from embryo_xai.analysis.published import load_published_table
 from embryo_xai.callbacks.time_estimate import TrainingTimeEstimate
 from embryo_xai.errors import UsageError
 from embryo_xai.runs import TrainingRun
-from tests.helpers import CONF, REPO
+from tests.helpers import CONF, REPO, compose_config
 
 
 def test_sweep_dir_resolves_without_a_hydra_run(tmp_path, monkeypatch):
     """Hydra computes hydra.sweep.dir before any job exists: ${hydra:runtime.cwd} crashed there."""
     monkeypatch.chdir(tmp_path)
     for name in ("train", "faithfulness", "report"):
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose(name, overrides=["hparams_search=optuna"] if name == "train" else [],
-                          return_hydra_config=True)
+        cfg = compose_config(name, ["hparams_search=optuna"] if name == "train" else [], return_hydra_config=True)
         HydraConfig.instance().cfg = None  # as when the sweeper computes the sweep dir
         sweep_dir = OmegaConf.select(cfg, "hydra.sweep.dir")
         assert sweep_dir.startswith(str(tmp_path / "outputs")), (name, sweep_dir)
     assert cfg.paths.data_dir == str(tmp_path / "data")
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.root_dir={tmp_path / 'elsewhere'}", "hparams_search=optuna"],
-                      return_hydra_config=True)
+    cfg = compose_config("train", [f"paths.root_dir={tmp_path / 'elsewhere'}", "hparams_search=optuna"],
+                         return_hydra_config=True)
     assert cfg.hydra.sweep.dir.startswith(str(tmp_path / "elsewhere" / "outputs"))
     # the Optuna sweep writes best_<model>.yaml where experiment=best_<model> is looked up
     assert cfg.hydra.callbacks.optuna_storage.experiment_dir == str(Path(CONF) / "experiment")

@@ -24,7 +24,7 @@ import yaml
 from embryo_xai.explainers import create_explainer
 from embryo_xai.explainers.base import Explainer
 from embryo_xai.models import create_model
-from tests.test_explainers import pearson
+from tests.helpers import map_pearson as pearson
 
 SIZE = 32
 HEAD_SCALE = 50.0

@@ -16,6 +16,7 @@ import torch.nn as nn
 from embryo_xai.explainers import create_explainer, list_explainers
 from embryo_xai.explainers.base import finalize_maps, weighted_channel_sum
 from embryo_xai.models import create_model
+from tests.helpers import map_pearson
 
 ALIVE_CHANNELS = 40
 SIZE = 32
@@ -34,19 +35,6 @@ def build_model(alive: int = ALIVE_CHANNELS, seed: int = 0) -> nn.Module:
 
 def explain(name: str, model: nn.Module, images: torch.Tensor, targets=None, **cfg) -> torch.Tensor:
     return create_explainer(name, **{**FAST_CFG.get(name, {}), **cfg})(model, images, targets)
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Pearson correlation of min-max normalised maps."""
-
-    def norm(maps: torch.Tensor) -> torch.Tensor:
-        flat = maps.flatten(1).double()
-        flat = flat - flat.amin(1, keepdim=True)
-        flat = flat / flat.amax(1, keepdim=True).clamp_min(1e-12)
-        return flat - flat.mean(1, keepdim=True)
-
-    a, b = norm(a), norm(b)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +107,7 @@ def test_parity_with_pytorch_grad_cam(name, score, model, images):
     target_class = ClassifierOutputTarget if score == "logit" else ClassifierOutputSoftmaxTarget
     theirs = torch.from_numpy(reference(subset, [target_class(int(c)) for c in targets]))
     assert theirs.shape == ours.shape and (ours.flatten(1).std(1) > 0).all()
-    assert (pearson(ours, theirs) >= 0.99).all(), pearson(ours, theirs)
+    assert (map_pearson(ours, theirs) >= 0.99).all(), map_pearson(ours, theirs)
 
 
 # ---------------------------------------------------------------- bad input
@@ -295,7 +283,7 @@ def test_bf16_autocast_keeps_maps_float32_and_close(name, model, images):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         maps = explain(name, model, images)
     assert maps.dtype == torch.float32 and maps.shape == reference.shape
-    assert bool((pearson(maps, reference) > 0.9).all()), pearson(maps, reference)
+    assert bool((map_pearson(maps, reference) > 0.9).all()), map_pearson(maps, reference)
 
 
 def test_weighted_channel_sum_is_float32_under_autocast():

@@ -159,7 +159,7 @@ def test_ddp_sharded_rows_equal_single_process(tiny_train_run, tmp_path):
 
 def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
     from embryo_xai.train import train
-    from tests.conftest import tiny_train_overrides
+    from tests.helpers import tiny_train_overrides
 
     cfg = compose_config("train", [*tiny_train_overrides(tiny_dataset[0]), "callbacks=faithfulness",
                                    "callbacks.faithfulness.methods=[am,gradcampp]",
@@ -179,7 +179,7 @@ def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
 def test_callback_refuses_to_mix_settings_into_a_run(tiny_dataset, tmp_path):
     """The settings guard covers the callback too: other metric options, same run dir -> refused."""
     from embryo_xai.train import train
-    from tests.conftest import tiny_train_overrides
+    from tests.helpers import tiny_train_overrides
 
     common = [*tiny_train_overrides(tiny_dataset[0]), "callbacks=faithfulness", "callbacks.faithfulness.methods=[am]",
               "callbacks.faithfulness.n_images=2", f"callbacks.faithfulness.out_dir={tmp_path / 'shared'}"]

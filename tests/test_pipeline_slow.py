@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import tiny_train_overrides
+from tests.helpers import tiny_train_overrides
 
 pytestmark = pytest.mark.slow
 

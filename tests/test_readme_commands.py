@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 README = REPO / "README.md"
 PREFIX = ("python", "-m")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from embryo_xai.analysis.gallery import gather_gallery
 from embryo_xai.analysis.loading import ImageMismatchError, NoResultsError, find_runs, load_study
@@ -17,6 +16,7 @@ from embryo_xai.analysis.spec import METRICS
 from embryo_xai.data.stages import STAGES
 from embryo_xai.report import build_report
 from embryo_xai.runs import FaithfulnessRun, TrainingRun
+from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TABLE1 = REPO / "tests" / "data" / "paper_table1.csv"
@@ -126,8 +126,7 @@ def runs(tmp_path: Path) -> Path:
 
 
 def _config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="report", overrides=overrides)
+    return compose_config("report", overrides)
 
 
 def test_report_end_to_end(runs: Path) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from embryo_xai.hydra_callbacks import OptunaStudyFiles
-from tests.helpers import CONF
+from tests.helpers import CONF, compose_config
 
 
 def compose_with_hydra(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train", overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
 

@@ -15,10 +15,6 @@ from embryo_xai.train import train
 from tests.helpers import REPO, compose_config
 
 
-def compose_train(overrides: list[str], tmp_path: Path):
-    return compose_config("train", overrides, tmp_path)
-
-
 def group_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
 
@@ -26,7 +22,7 @@ def group_choices(group: str) -> list[str]:
 @pytest.mark.parametrize("group", ["data", "model", "trainer", "callbacks", "logger", "experiment"])
 def test_every_group_choice_composes(group, tmp_path):
     for choice in group_choices(group):
-        cfg = compose_train([f"{group}={choice}"], tmp_path)
+        cfg = compose_config("train", [f"{group}={choice}"], tmp_path)
         assert cfg.model.net.name and cfg.data._target_.endswith("EmbryoDataModule")
 
 
@@ -74,14 +70,14 @@ def tiny_overrides(root: Path) -> list[str]:
 
 
 def test_fast_dev_run_trains_and_tests(tiny_dataset, tmp_path):
-    cfg = compose_train([*tiny_overrides(tiny_dataset[0]), "+trainer.fast_dev_run=true",
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset[0]), "+trainer.fast_dev_run=true",
                          "callbacks=none"], tmp_path)
     metrics = train(cfg)
     assert "test/acc_video" in metrics and 0.0 <= metrics["test/acc_video"] <= 1.0
 
 
 def test_best_checkpoint_is_restored_for_test(tiny_dataset, tmp_path):
-    cfg = compose_train(tiny_overrides(tiny_dataset[0]) + ["+trainer.limit_train_batches=3"], tmp_path)
+    cfg = compose_config("train", tiny_overrides(tiny_dataset[0]) + ["+trainer.limit_train_batches=3"], tmp_path)
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     best = run / "checkpoints" / "best.ckpt"
@@ -92,7 +88,7 @@ def test_best_checkpoint_is_restored_for_test(tiny_dataset, tmp_path):
     assert len(report["per_stage_acc"]) == 16
     assert (run / "test_predictions.csv").read_text().startswith("video,run,label,stage,prediction")
     # testing the best checkpoint again from disk gives the same accuracy
-    test_cfg = compose_train(tiny_overrides(tiny_dataset[0]) + ["train=false", f"ckpt_path={best}"],
+    test_cfg = compose_config("train", tiny_overrides(tiny_dataset[0]) + ["train=false", f"ckpt_path={best}"],
                              tmp_path / "again")
     again = train(test_cfg)
     assert again["test/acc_video"] == pytest.approx(metrics["test/acc_video"])
@@ -103,6 +99,6 @@ def test_best_checkpoint_is_restored_for_test(tiny_dataset, tmp_path):
 
 def test_test_only_without_checkpoint_is_refused(tiny_dataset, tmp_path):
     """train=false tests ckpt_path, or the latest finished run of the model: with neither, one clear error."""
-    cfg = compose_train(tiny_overrides(tiny_dataset[0]) + ["train=false"], tmp_path)
+    cfg = compose_config("train", tiny_overrides(tiny_dataset[0]) + ["train=false"], tmp_path)
     with pytest.raises(UsageError, match="ckpt_path=FILE.*no finished training run of model 'cnn'"):
         train(cfg)
