@@ -30,6 +30,16 @@ ROW_COLUMNS = ("model", "method", "image_id", "video", "run", "label", "stage", 
 IMAGE_COLUMNS = ("image_id", "video", "run", "label", "stage")
 
 
+class RunFile:
+    """A file (or folder) of a run, declared once by its relative path: ``run.<attr>`` is its path."""
+
+    def __init__(self, relative: str, doc: str = "") -> None:
+        self.relative, self.__doc__ = relative, doc
+
+    def __get__(self, run: object, owner: type) -> Path:
+        return self if run is None else run.dir / self.relative  # type: ignore[return-value]
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text()) if path.is_file() else None
@@ -47,23 +57,11 @@ class TrainingRun:
     """``<dir>/checkpoints/{best.ckpt,config.yaml}``, ``test_metrics.json``, ``test_predictions.csv``."""
 
     dir: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / "checkpoints" / "best.ckpt"
-
-    @property
-    def config_file(self) -> Path:
-        """The resolved training config, saved beside the checkpoint so a checkpoint explains itself."""
-        return self.dir / "checkpoints" / "config.yaml"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.dir / "test_metrics.json"
-
-    @property
-    def predictions_file(self) -> Path:
-        return self.dir / "test_predictions.csv"
+    checkpoint = RunFile("checkpoints/best.ckpt")
+    #: the resolved training config, saved beside the checkpoint so a checkpoint explains itself
+    config_file = RunFile("checkpoints/config.yaml")
+    metrics_file = RunFile("test_metrics.json")
+    predictions_file = RunFile("test_predictions.csv")
 
     def finished(self) -> bool:
         """Tested, with its best checkpoint on disk."""
@@ -155,7 +153,7 @@ class TrainingRun:
     def find(cls, roots: Iterable[str | Path]) -> list[TrainingRun]:
         """Every run with test results under ``roots`` (recursively), oldest first."""
         found = {cls(p.parent) for root in map(Path, roots) if root.exists()
-                 for p in root.rglob("test_metrics.json")}
+                 for p in root.rglob(cls.metrics_file.relative)}
         return sorted(found, key=lambda run: (run.metrics_file.stat().st_mtime, str(run.dir)))
 
     @classmethod
@@ -178,30 +176,12 @@ class FaithfulnessRun:
     the training run and its accuracy included) and ``summary.json`` (means, completeness)."""
 
     dir: Path
-
-    @property
-    def rows_file(self) -> Path:
-        return self.dir / "faithfulness_rows.csv"
-
-    @property
-    def summary_file(self) -> Path:
-        return self.dir / "summary.json"
-
-    @property
-    def settings_file(self) -> Path:
-        return self.dir / "settings.json"
-
-    @property
-    def maps_file(self) -> Path:
-        return self.dir / "maps.npz"
-
-    @property
-    def maps_parts(self) -> Path:
-        """Written while a run is going; merged into ``maps.npz`` when it ends."""
-        return self.dir / "maps"
-
-    def is_run(self) -> bool:
-        return any(p.is_file() for p in (self.rows_file, self.summary_file, self.settings_file))
+    rows_file = RunFile("faithfulness_rows.csv")
+    summary_file = RunFile("summary.json")
+    settings_file = RunFile("settings.json")
+    maps_file = RunFile("maps.npz")
+    #: map batches written while a run is going; merged into ``maps.npz`` when it ends
+    maps_parts = RunFile("maps")
 
     @classmethod
     def find(cls, roots: Iterable[str | Path]) -> list[FaithfulnessRun]:
@@ -209,8 +189,8 @@ class FaithfulnessRun:
         found: set[Path] = set()
         for root in map(Path, roots):
             if root.exists():
-                for name in ("faithfulness_rows.csv", "summary.json", "settings.json"):
-                    found.update(p.parent for p in root.rglob(name))
+                for file in (cls.rows_file, cls.summary_file, cls.settings_file):
+                    found.update(p.parent for p in root.rglob(file.relative))
         return [cls(d) for d in sorted(found)]
 
     # -- the settings guard ----------------------------------------------------------------------

@@ -84,56 +84,28 @@ class SingleFaithfulnessMetric(FaithfulnessMetric):
         return super().compute()[self.metric_name]
 
 
-@register_metric
-class DAUC(SingleFaithfulnessMetric):
-    """Deletion AUC: the score's curve as the most salient blocks are blacked out (lower is better)."""
-
-    metric_name, label, higher_is_better, group = "dauc", "DAUC", False, "mask"
-
-
-@register_metric
-class IAUC(SingleFaithfulnessMetric):
-    """Insertion AUC: the score's curve as the most salient blocks are revealed on a blur (higher is better)."""
-
-    metric_name, label, higher_is_better, group = "iauc", "IAUC", True, "highlight"
+def _builtin(name: str, label: str, higher_is_better: bool, group: str, doc: str, **extra: object) -> type:
+    """Declare and register one of the paper's metrics (computed by the engine's shared passes)."""
+    attributes = {"metric_name": name, "label": label, "higher_is_better": higher_is_better, "group": group,
+                  "__doc__": doc, **extra}
+    return register_metric(type(name.upper(), (SingleFaithfulnessMetric,), attributes))
 
 
-@register_metric
-class DC(SingleFaithfulnessMetric):
-    """Deletion correlation: Pearson of score drops and deleted saliency per step (higher is better)."""
-
-    metric_name, label, higher_is_better, group = "dc", "DC", True, "mask"
-
-
-@register_metric
-class IC(SingleFaithfulnessMetric):
-    """Insertion correlation: Pearson of score gains and inserted saliency per step (higher is better)."""
-
-    metric_name, label, higher_is_better, group = "ic", "IC", True, "highlight"
-
-
-@register_metric
-class IIC(SingleFaithfulnessMetric):
-    """Increase in confidence: 1 if the map-highlighted image scores higher (higher is better)."""
-
-    metric_name, label, higher_is_better, group = "iic", "IIC", True, "highlight"
-    binary = True  # 0 or 1 per image: it ranks no approaches on one image
-
-
-@register_metric
-class AD(SingleFaithfulnessMetric):
-    """Average drop: relative score drop on the map-highlighted image (lower is better)."""
-
-    metric_name, label, higher_is_better, group = "ad", "AD", False, "highlight"
-
-
-@register_metric
-class ADD(SingleFaithfulnessMetric):
-    """Average drop in deletion: relative score drop with the map-highlighted part removed (higher is better)."""
-
-    metric_name, label, higher_is_better, group = "add", "ADD", True, "mask"
-
-
+DAUC = _builtin("dauc", "DAUC", False, "mask", "Deletion AUC: the score's curve as the most salient blocks are "
+                "blacked out (lower is better).")
+IAUC = _builtin("iauc", "IAUC", True, "highlight", "Insertion AUC: the score's curve as the most salient blocks "
+                "are revealed on a blur (higher is better).")
+DC = _builtin("dc", "DC", True, "mask", "Deletion correlation: Pearson of score drops and deleted saliency per "
+              "step (higher is better).")
+IC = _builtin("ic", "IC", True, "highlight", "Insertion correlation: Pearson of score gains and inserted saliency "
+              "per step (higher is better).")
+# 0 or 1 per image: it ranks no approaches on one image (left out of the per-image embedding)
+IIC = _builtin("iic", "IIC", True, "highlight", "Increase in confidence: 1 if the map-highlighted image scores "
+               "higher (higher is better).", binary=True)
+AD = _builtin("ad", "AD", False, "highlight", "Average drop: relative score drop on the map-highlighted image "
+              "(lower is better).")
+ADD = _builtin("add", "ADD", True, "mask", "Average drop in deletion: relative score drop with the "
+               "map-highlighted part removed (higher is better).")
 METRIC_CLASSES: dict[str, type[FaithfulnessMetric]] = {
     cls.metric_name: cls for cls in (DAUC, IAUC, DC, IC, IIC, AD, ADD)
 }
