@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from embryo_xai.data.layout import FOCAL_PLANES
 from embryo_xai.data.stages import NUM_CLASSES, PHASE_TO_LABEL, PHASES
-from embryo_xai.data.synthetic import FOCAL_PLANES, MASK_CODES, STAGE_MASK_STRUCTURES, generate_dataset
+from embryo_xai.data.synthetic import MASK_CODES, STAGE_MASK_STRUCTURES, generate_dataset
 
 VIDEO_NAME = re.compile(r"^D\d{4}\.\d{2}\.\d{2}_S\d{4}_I\d{3}_WELL\d{1,2}$")
 FRAME_NAME = re.compile(r"^(?P<video>.+)_RUN(?P<run>\d+)\.jpeg$")

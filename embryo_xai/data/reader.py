@@ -1,25 +1,23 @@
 """Reader of the public embryo time-lapse data set's on-disk format (DESIGN §3).
 
-The same reader serves the real download and the synthetic generator's output.
-Frames are labelled by the RUN number in their file name, never by their position
-in a directory listing.
+The same reader serves the real download and the synthetic generator's output; both take the
+names of folders and files from ``layout``. Frames are labelled by the RUN number in their file
+name, never by their position in a directory listing.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embryo_xai.data.layout import TIME_ELAPSED_HEADER, frame_run, phases_path, plane_dir
 from embryo_xai.data.stages import NUM_CLASSES, PHASE_TO_LABEL, STAGES
 
 log = logging.getLogger(__name__)
 
-FOCAL_PLANES: tuple[str, ...] = ("F-45", "F-30", "F-15", "F0", "F15", "F30", "F45")
-FRAME_PATTERN = re.compile(r"_RUN(\d+)\.jpe?g$", re.IGNORECASE)
 JPEG_END = b"\xff\xd9"
 GENERATE_HINT = (
     "Generate the synthetic set with `python -m embryo_xai.data.synthetic --out {root} --videos 40 --seed 0`, "
@@ -60,18 +58,6 @@ class DatasetIndex:
         return {stage: counts.get(i, 0) for i, stage in enumerate(STAGES)}
 
 
-def plane_dir(root: Path, focal_plane: str = "F0") -> Path:
-    if focal_plane not in FOCAL_PLANES:
-        raise ValueError(f"unknown focal plane {focal_plane!r}; choose one of {', '.join(FOCAL_PLANES)}")
-    return root / ("embryo_dataset" if focal_plane == "F0" else f"embryo_dataset_{focal_plane}")
-
-
-def frame_run(path: Path) -> int | None:
-    """RUN number of a frame file name, or None if the name is not a frame."""
-    match = FRAME_PATTERN.search(path.name)
-    return int(match.group(1)) if match else None
-
-
 def read_phases(path: Path) -> list[tuple[int, int, int]]:
     """Parse ``<video>_phases.csv``: header-less ``phase,first,last`` rows (inclusive RUN numbers).
 
@@ -103,11 +89,12 @@ def read_phases(path: Path) -> list[tuple[int, int, int]]:
 
 def read_time_elapsed(path: Path) -> dict[int, float]:
     """``<video>_timeElapsed.csv`` (header ``frame_index,time``) -> {RUN: hours}."""
+    run_key, time_key = TIME_ELAPSED_HEADER
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"frame_index", "time"} <= set(reader.fieldnames):
-            raise DatasetFormatError(f"{path}:1: expected header 'frame_index,time'")
-        return {int(row["frame_index"]): float(row["time"]) for row in reader}
+        if reader.fieldnames is None or not {run_key, time_key} <= set(reader.fieldnames):
+            raise DatasetFormatError(f"{path}:1: expected header '{run_key},{time_key}'")
+        return {int(row[run_key]): float(row[time_key]) for row in reader}
 
 
 def jpeg_problem(path: Path, decode: bool = False) -> str | None:
@@ -165,11 +152,10 @@ def scan_dataset(root: str | Path, focal_plane: str = "F0", verify: str = "tail"
     frames_root = plane_dir(root, focal_plane)
     if not frames_root.is_dir() or not any(frames_root.iterdir()):
         raise FileNotFoundError(f"no frames found at {frames_root}. " + GENERATE_HINT.format(root=root))
-    annotations = root / "embryo_dataset_annotations"
     index = DatasetIndex(root=root, focal_plane=focal_plane)
     for video_dir in sorted(p for p in frames_root.iterdir() if p.is_dir()):
         video = video_dir.name
-        phases_csv = annotations / f"{video}_phases.csv"
+        phases_csv = phases_path(root, video)
         if not phases_csv.is_file():
             log.warning("skipping video %s: no annotation file %s", video, phases_csv)
             index.skipped_videos.append({"video": video, "reason": f"no annotation file {phases_csv.name}"})

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-from embryo_xai.data.reader import FOCAL_PLANES, scan_dataset
+from embryo_xai.data.layout import FOCAL_PLANES
+from embryo_xai.data.reader import scan_dataset
 
 
 def summarize(root: str, focal_plane: str = "F0", verify: str = "tail") -> dict:
