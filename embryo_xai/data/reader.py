@@ -1,4 +1,4 @@
-"""Reader of the public embryo time-lapse data set's on-disk format (DESIGN §3).
+"""Reader of the public embryo time-lapse data set's on-disk format (docs/architecture.md, The data format).
 
 The same reader serves the real download and the synthetic generator's output; both take the
 names of folders and files from ``layout``. Frames are labelled by the RUN number in their file

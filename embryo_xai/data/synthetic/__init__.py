@@ -1,4 +1,4 @@
-"""Synthetic embryo time-lapse videos written in the real data set's on-disk layout (DESIGN.md §3).
+"""Synthetic embryo time-lapse videos in the real data set's on-disk layout (docs/architecture.md, The data format).
 
 Why: the real set is 30 GB and not always at hand; tests, the demo and localisation checks need a
 set that a reader cannot tell apart by format, whose stages are learnable by a CNN from the embryo's
