@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: install run test test-slow lint bench clean help
+.PHONY: install run test test-slow lint bench device-check clean help
 
 help:
 	@echo "make install  - create .venv and install embryo_xai with dev extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-slow- slow end-to-end tests"
 	@echo "make lint     - ruff"
 	@echo "make bench    - benchmarks (tables printed, JSON/CSV in bench_results/)"
+	@echo "make device-check - GPU check, <= 8 min on one CUDA GPU (bench_results/device_check.json)"
 	@echo "make clean    - remove outputs, caches and the venv"
 
 install: $(STAMP)
@@ -40,6 +41,9 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+device-check: install
+	timeout 540 $(BIN)/python -m benchmarks.device_check
 
 clean:
 	rm -rf outputs multirun bench_results .pytest_cache .ruff_cache $(VENV) *.egg-info

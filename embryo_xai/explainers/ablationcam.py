@@ -34,7 +34,7 @@ class AblationCAM(Explainer):
             original = self.class_score(acts.logits, targets)
             ablated = original[:, None].repeat(1, features.shape[1])
             image_rows, channel_rows = features.flatten(2).ne(0).any(dim=2).nonzero(as_tuple=True)
-            for start, stop in chunk_bounds(len(image_rows), self.batch_size):
+            for start, stop in chunk_bounds(len(image_rows), self.chunk_size(images)):
                 rows, channels = image_rows[start:stop], channel_rows[start:stop]
                 maps = features[rows]
                 maps[torch.arange(len(rows), device=maps.device), channels] = 0

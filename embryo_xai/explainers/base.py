@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from embryo_xai.device import check_batch_size, resolve_batch_size
 from embryo_xai.scoring import ClassScore
 
 DEFAULT_LAYER = "backbone.layer4"
@@ -97,7 +98,8 @@ class Explainer:
 
     Args:
         target_layer: module name (as in ``model.named_modules()``) whose output maps are explained.
-        batch_size: most images any extra forward pass (masked inputs, ablated activations) holds.
+        batch_size: most images any extra forward pass (masked inputs, ablated activations) holds;
+            ``"auto"``/None: from free GPU memory, 64 on the CPU (``embryo_xai.device``, :meth:`chunk_size`).
         score: explained class score, ``"logit"`` (raw class logit) or ``"probability"`` (softmax; ``"prob"``
             is accepted); None (default) takes the method's own paper's choice, :attr:`paper_score`
             (docs/architecture.md, "Scores").
@@ -113,12 +115,11 @@ class Explainer:
     #: y^c, Grad-CAM++'s exp-closed form, Score-CAM's Algorithm 1, Ablation-CAM); RISE overrides it.
     paper_score: ClassVar[str] = "logit"
 
-    def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int = 64, score: str | None = None) -> None:
+    def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int | str | None = 64,
+                 score: str | None = None) -> None:
         self.scorer = ClassScore(self.paper_score if score is None else score)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.target_layer = target_layer
-        self.batch_size = int(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.score = self.scorer.kind
 
     def __repr__(self) -> str:
@@ -139,6 +140,10 @@ class Explainer:
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def chunk_size(self, images: torch.Tensor) -> int:
+        """Rows per extra forward pass: ``batch_size``, or for ``auto`` what fits on ``images``' device."""
+        return resolve_batch_size(self.batch_size, images)
 
     @classmethod
     def cannot_explain(cls, model: nn.Module) -> str | None:

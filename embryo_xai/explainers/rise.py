@@ -101,7 +101,7 @@ class RISE(Explainer):
             upsampled, shifts = self.draw_masks(size, images.device)
             saliency = torch.zeros(batch, *size, device=images.device)
             # Rows are (mask, image) pairs, mask-major: a chunk needs masks first_mask..last_mask only.
-            for start, stop in chunk_bounds(self.num_masks * batch, self.batch_size):
+            for start, stop in chunk_bounds(self.num_masks * batch, self.chunk_size(images)):
                 first_mask, last_mask = start // batch, (stop - 1) // batch
                 masks = self.crop(upsampled[first_mask:last_mask + 1], shifts[first_mask:last_mask + 1], size)
                 row = torch.arange(start, stop, device=images.device)

@@ -62,7 +62,7 @@ class ScoreCAM(Explainer):
                 black_logits = model(torch.zeros_like(images[:1])).expand(len(images), -1)
                 scores[:] = self.class_score(black_logits, targets)[:, None]
             image_rows, channel_rows = varying.nonzero(as_tuple=True)
-            for start, stop in chunk_bounds(len(image_rows), self.batch_size):
+            for start, stop in chunk_bounds(len(image_rows), self.chunk_size(images)):
                 rows, channels = image_rows[start:stop], channel_rows[start:stop]
                 masks = upsample(features[rows, channels], images.shape[-2:], self.align_corners)
                 low = masks.flatten(1).amin(dim=1)[:, None, None]

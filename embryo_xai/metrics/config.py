@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from embryo_xai.device import check_batch_size
 from embryo_xai.scoring import EXPLAINED_CLASSES, SCORES, ClassScore
 
 #: The paper's seven metrics (Table 1 order): the default selection. Their labels, directions and
@@ -25,6 +26,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "auc_x": ("fraction", "step"),
     "explained_class": EXPLAINED_CLASSES,
     "tie_break": ("random", "raster"),
+    "compile_mode": ("off", "default", "reduce-overhead", "max-autotune"),
 }
 
 
@@ -60,8 +62,12 @@ class FaithfulnessConfig:
     - ``explained_class``: read by ``FaithfulnessMetric.update`` (which gets batch labels):
       ``prediction`` ignores them, ``label`` explains them. ``faithfulness()`` always
       explains ``targets`` when given and the prediction otherwise.
-    - ``batch_size``: images per model forward; ``images_per_group``: images whose
+    - ``batch_size``: images per model forward (``auto``/None: from free GPU memory, 64 on the
+      CPU: ``embryo_xai.device``); ``images_per_group``: images whose
       perturbations are built together (bounds memory independently of the batch).
+    - ``compile_mode``: ``torch.compile`` the model for the engine's forwards (``reduce-overhead``:
+      with CUDA graphs); every chunk is then padded to ``batch_size`` rows, one static shape. Off
+      until ``benchmarks/device_check.py`` shows a gain on a GPU (not an option of ``conf/metrics``).
     """
 
     deletion_substrate: str = "black"
@@ -79,14 +85,16 @@ class FaithfulnessConfig:
     tie_break_seed: int = 0
     score: str = "probability"
     explained_class: str = "prediction"
-    batch_size: int = 64
+    batch_size: int | str | None = 64
     images_per_group: int = 16
+    compile_mode: str = "off"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {', '.join(allowed)}")
-        for name in ("max_steps", "batch_size", "images_per_group"):
+        check_batch_size(self.batch_size)
+        for name in ("max_steps", "images_per_group"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.blur_kernel is not None and (self.blur_kernel < 1 or self.blur_kernel % 2 == 0):

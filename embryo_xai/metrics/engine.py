@@ -19,11 +19,12 @@ image whose map holds NaN/inf (``result.valid`` is False there).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 
+from embryo_xai.device import resolve_batch_size
 from embryo_xai.metrics.config import METRIC_NAMES, FaithfulnessConfig
 from embryo_xai.metrics.perturb import (
     block_index_map,
@@ -66,7 +67,10 @@ def _chunks(n_items: int, size: int) -> Iterator[slice]:
 def _class_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None,
                   cfg: FaithfulnessConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Score of ``targets`` (or of the argmax when None) for one chunk: (scores, targets)."""
-    logits = model(inputs)
+    rows = inputs.shape[0]
+    if cfg.compile_mode != "off" and rows < cfg.batch_size:  # compiled: one static shape, zero-padded
+        inputs = torch.cat([inputs, inputs.new_zeros(cfg.batch_size - rows, *inputs.shape[1:])])
+    logits = model(inputs)[:rows]
     if targets is None:
         targets = logits.argmax(dim=1)
     return cfg.scorer(logits, targets), targets
@@ -248,13 +252,15 @@ def faithfulness(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     config = FaithfulnessConfig.from_kwargs(**cfg)
     names = check_metric_names(metrics)
     _check_inputs(images, maps, targets)
+    config = replace(config, batch_size=resolve_batch_size(config.batch_size, images))  # auto: embryo_xai.device
     maps = maps.to(device=images.device, dtype=torch.float32)
     targets = None if targets is None else targets.to(device=images.device, dtype=torch.long)
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
+    forward = model if config.compile_mode == "off" else torch.compile(model, mode=config.compile_mode)
     try:
         with torch.inference_mode():
-            parts = [_evaluate_group(model, images[sl], maps[sl], None if targets is None else targets[sl],
+            parts = [_evaluate_group(forward, images[sl], maps[sl], None if targets is None else targets[sl],
                                      names, config)
                      for sl in _chunks(images.shape[0], config.images_per_group)]
     finally:  # restore every submodule's own mode (a wrapper's flag may differ from its parts')
