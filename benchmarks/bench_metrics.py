@@ -35,9 +35,10 @@ CURVE_METRICS = ("dauc", "iauc", "dc", "ic")
 PAPER_TEST_IMAGES = 28282
 PAPER_SAMPLE_IMAGES = 100
 #: Native map side of each approach of the paper at 448 px (docs/architecture.md, Conventions): layer4 CAMs and
-#: attention 14x14, RISE 7x7, ABN's layer3 attention 28x28, BR-NPA's stride-8 map 56x56.
+#: attention 14x14, RISE rendered at the CNN's 14x14 (its 7x7 grid is the masks'), ABN's layer3 attention 28x28,
+#: BR-NPA's stride-8 map 56x56.
 PAPER_APPROACH_MAPS = {
-    "CNN/AM": 14, "CNN/Grad-CAM++": 14, "CNN/RISE": 7, "CNN/Score-CAM": 14, "CNN/Ablation-CAM": 14,
+    "CNN/AM": 14, "CNN/Grad-CAM++": 14, "CNN/RISE": 14, "CNN/Score-CAM": 14, "CNN/Ablation-CAM": 14,
     "ABN": 28, "InterByParts": 14, "B-CNN": 14, "BR-NPA": 56,
 }
 
