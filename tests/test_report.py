@@ -219,6 +219,10 @@ def test_report_from_published_table(tmp_path: Path) -> None:
     mask = pd.read_csv(tmp_path / "table2_mask.csv")
     assert mask["approach"].tolist()[:3] == ["BR-NPA", "InterByParts", "B-CNN"]
     assert "Only approach means are available" in text
+    # Directions and groups in the prose come from the metrics' registrations.
+    assert "Lower is better for DAUC and AD, higher for the others." in text
+    assert "DAUC and AD negated first" in text
+    assert "Mask = {DAUC, DC, ADD}, Highlight = {IAUC, IC, AD, IIC}, All = the seven metrics." in text
     assert (tmp_path / "figures" / "kendall_tau.png").is_file()
 
 
