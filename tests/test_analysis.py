@@ -18,7 +18,7 @@ from embryo_xai.analysis.kendall import metric_kendall, tau_b_matrix, tau_b_rows
 from embryo_xai.analysis.loading import Study
 from embryo_xai.analysis.published import load_published_table
 from embryo_xai.analysis.ranking import ranks, table2
-from embryo_xai.analysis.spec import EMBEDDING_METRICS, HIGHER_IS_BETTER, METRICS, Approach
+from embryo_xai.analysis.spec import METRICS, Approach, embedding_metrics, higher_is_better
 from embryo_xai.analysis.tables import best_rows, table1, to_latex, to_markdown
 
 PAPER_TABLE1 = Path(__file__).parent / "data" / "paper_table1.csv"
@@ -114,7 +114,7 @@ def test_ranks_break_ties_by_appearance_and_put_missing_last() -> None:
 
 def test_metric_kendall_equals_scipy_pair_by_pair(paper) -> None:
     tau = metric_kendall(paper.means)
-    oriented = {m: paper.means[m].to_numpy() * (1 if HIGHER_IS_BETTER[m] else -1) for m in METRICS}
+    oriented = {m: paper.means[m].to_numpy() * (1 if higher_is_better(m) else -1) for m in METRICS}
     for a in METRICS:
         for b in METRICS:
             expected = kendalltau(oriented[a], oriented[b], variant="b").statistic
@@ -159,7 +159,7 @@ def test_embeddings_give_a_2d_point_per_metric_and_image() -> None:
     values[:, METRICS.index("ad"), 3] = 0.0  # every approach ties: an undefined tau
     image_ids = np.arange(100, 108)
     points = ranking_points(values, image_ids)
-    assert points.vectors.shape == (len(EMBEDDING_METRICS) * 8, 5)
+    assert points.vectors.shape == (len(embedding_metrics(METRICS)) * 8, 5)
     assert "iic" not in set(points.metric)
     assert points.n_constant == 1
     assert np.isfinite(points.distance).all() and np.allclose(points.distance, points.distance.T)
@@ -171,7 +171,7 @@ def test_embeddings_give_a_2d_point_per_metric_and_image() -> None:
         coords = embed(points.distance, seed=0)
         assert coords.shape == (len(points.metric), 2) and np.isfinite(coords).all()
     subset = ranking_points(values, image_ids, max_images=4, seed=1)
-    assert subset.vectors.shape[0] == len(EMBEDDING_METRICS) * 4
+    assert subset.vectors.shape[0] == len(embedding_metrics(METRICS)) * 4
 
 
 def test_resampled_means_are_weighted_means() -> None:
@@ -202,7 +202,7 @@ def test_bootstrap_intervals_are_seeded_and_contain_the_mean() -> None:
     # An approach that dominates every metric ranks first in every resample.
     dominant = values.copy()
     for m, metric in enumerate(METRICS):
-        dominant[2, m] = 10.0 if HIGHER_IS_BETTER[metric] else -10.0
+        dominant[2, m] = 10.0 if higher_is_better(metric) else -10.0
     firsts = bootstrap(dominant, approaches, n_resamples=50, seed=0).ranks
     assert (firsts[firsts["approach"] == "RISE"]["p_first"] == 1.0).all()
 
@@ -222,7 +222,7 @@ def test_bootstrap_splits_ties_for_first_whatever_the_order() -> None:
     """Two approaches with identical scores that beat the rest: P(first) = 1/2 each, in any list order."""
     values = _values(n_images=30)
     for m, metric in enumerate(METRICS):
-        values[[1, 3], m] = 10.0 if HIGHER_IS_BETTER[metric] else -10.0
+        values[[1, 3], m] = 10.0 if higher_is_better(metric) else -10.0
     approaches = [Approach("cnn", m) for m in ("am", "gradcampp", "rise", "scorecam", "ablationcam")]
     result = bootstrap(values, approaches, n_resamples=50, seed=0).ranks.set_index(["group", "approach"])
     reverse = bootstrap(values[::-1], approaches[::-1], n_resamples=50, seed=0).ranks.set_index(["group", "approach"])

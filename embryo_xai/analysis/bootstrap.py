@@ -20,7 +20,7 @@ import pandas as pd
 
 from embryo_xai.analysis.loading import nanmean
 from embryo_xai.analysis.ranking import average_ranks
-from embryo_xai.analysis.spec import METRICS, Approach
+from embryo_xai.analysis.spec import METRICS, Approach, metric_label
 
 
 @dataclass
@@ -63,10 +63,11 @@ def bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    metrics: tuple[str, ...] = METRICS,
 ) -> BootstrapResult:
     """Percentile CIs of every approach × metric mean and every group average (mid-)rank.
 
-    `values` is (A, len(METRICS), N). `p_first` is the fraction of resamples in which the
+    `values` is (A, len(metrics), N). `p_first` is the fraction of resamples in which the
     approach has the best (lowest) average rank of its group, a tie for best split equally.
     `average_rank` is the mid-rank of the point means, so it may differ from Table 2 (ties by
     appearance) where means tie.
@@ -81,16 +82,16 @@ def bootstrap(
     point = nanmean(values, axis=2)
     means = pd.DataFrame(
         {
-            "approach": np.repeat(labels, len(METRICS)),
-            "metric": np.tile([m.upper() for m in METRICS], len(labels)),
+            "approach": np.repeat(labels, len(metrics)),
+            "metric": np.tile([metric_label(m) for m in metrics], len(labels)),
             "mean": point.ravel(),
             "low": low.ravel(),
             "high": high.ravel(),
         }
     )
-    point_ranks = average_ranks(point, ties="average")
+    point_ranks = average_ranks(point, metrics, ties="average")
     frames = []
-    for group, per_resample in average_ranks(boot, ties="average").items():  # (B, A)
+    for group, per_resample in average_ranks(boot, metrics, ties="average").items():  # (B, A)
         first = p_first(per_resample)
         r_low, r_high = np.percentile(per_resample, [tail, 100 - tail], axis=0)
         frames.append(

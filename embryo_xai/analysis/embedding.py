@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embryo_xai.analysis.kendall import tau_b_matrix, tau_distance
-from embryo_xai.analysis.spec import EMBEDDING_METRICS, METRICS, signed_for_higher_better
+from embryo_xai.analysis.spec import METRICS, embedding_metrics, signed_for_higher_better
 
 
 @dataclass
@@ -31,19 +31,22 @@ class RankingPoints:
 def ranking_points(
     values: np.ndarray,
     image_ids: np.ndarray,
-    metrics: tuple[str, ...] = EMBEDDING_METRICS,
+    metrics: tuple[str, ...] | None = None,
     max_images: int | None = None,
     seed: int = 0,
+    cube_metrics: tuple[str, ...] = METRICS,
 ) -> RankingPoints:
     """Points for every image that every approach has scored, optionally a seeded subset of them.
 
-    `values` is (A, len(METRICS), N). NaN entries inside a vector count as ties (no order).
+    `values` is (A, len(cube_metrics), N); `metrics` (default: those of `cube_metrics` that rank
+    approaches on one image) are embedded. NaN entries inside a vector count as ties (no order).
     """
     scored = np.isfinite(values).any(axis=1).all(axis=0)  # every approach has some row for the image
     keep = np.flatnonzero(scored)
     if max_images is not None and len(keep) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(keep, size=max_images, replace=False))
-    metric_idx = [METRICS.index(m) for m in metrics]
+    metrics = embedding_metrics(cube_metrics) if metrics is None else metrics
+    metric_idx = [cube_metrics.index(m) for m in metrics]
     signs = np.array([signed_for_higher_better(m) for m in metrics])
     # (A, m, n) -> (m, n, A) -> (m·n, A): points grouped by metric.
     oriented = values[:, metric_idx][:, :, keep] * signs[None, :, None]

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from embryo_xai.analysis.spec import GROUPS, METRIC_LABELS  # noqa: E402
+from embryo_xai.analysis.spec import METRICS, metric_groups, metric_label  # noqa: E402
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "savefig.bbox": "tight"})
-METRIC_COLORS = dict(zip(METRIC_LABELS.values(), plt.get_cmap("tab10").colors))
+METRIC_COLORS = dict(zip(map(metric_label, METRICS), plt.get_cmap("tab10").colors))
 
 
 def save(fig: plt.Figure, stem: Path) -> Path:
@@ -44,7 +44,7 @@ def embedding_scatter(coords: np.ndarray, metric: np.ndarray, stem: Path, title:
     """One point per (metric, image), coloured by metric (paper Fig. 4)."""
     fig, ax = plt.subplots(figsize=(6.8, 5.6))
     for key in dict.fromkeys(metric):
-        label = METRIC_LABELS.get(key, key)
+        label = metric_label(key)
         chosen = metric == key
         ax.scatter(
             coords[chosen, 0],
@@ -63,7 +63,7 @@ def embedding_scatter(coords: np.ndarray, metric: np.ndarray, stem: Path, title:
 
 def rank_intervals(ranks: pd.DataFrame, stem: Path, level: float) -> Path:
     """Average rank with its bootstrap interval per approach, one panel per group."""
-    groups = [g for g in GROUPS if g in set(ranks["group"])]
+    groups = [g for g in metric_groups(()) if g in set(ranks["group"])]
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.2), sharey=True, squeeze=False)
     for ax, group in zip(axes[0], groups):
         part = ranks[ranks["group"] == group].reset_index(drop=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from embryo_xai.analysis.spec import METRIC_LABELS, signed_for_higher_better
+from embryo_xai.analysis.spec import metric_label, signed_for_higher_better
 
 TAU_FLOOR = -0.999  # paper §4: tau = −1 is replaced by −0.999 so the distance stays finite
 
@@ -143,7 +143,7 @@ def metric_kendall(means: pd.DataFrame) -> pd.DataFrame:
         )
     else:
         tau = tau_b_matrix(columns)
-    labels = [METRIC_LABELS.get(m, m) for m in metrics]
+    labels = [metric_label(m) for m in metrics]
     return pd.DataFrame(tau, index=labels, columns=labels)
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from embryo_xai.analysis.loading import Study
-from embryo_xai.analysis.spec import METRICS, MODEL_LABELS, Approach, method_key, model_key
+from embryo_xai.analysis.spec import METRICS, Approach, method_key, model_key
 from embryo_xai.errors import UsageError, one_line
+from embryo_xai.models import list_models
 
 
 def _normalised(column: str) -> str:
@@ -28,7 +29,7 @@ def _split_approach(value: str) -> tuple[str, str]:
     if "/" in text:
         model, method = text.split("/", 1)
         return model_key(model), method_key(method)
-    if model_key(text) in MODEL_LABELS:
+    if model_key(text) in list_models():
         return model_key(text), method_key("-")
     return "cnn", method_key(text)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from embryo_xai.analysis.spec import GROUPS, METRICS, Approach, signed_for_higher_better
+from embryo_xai.analysis.spec import METRICS, Approach, metric_groups, signed_for_higher_better
 
 TIES = ("appearance", "average")
 
@@ -51,7 +51,7 @@ def average_ranks(
     """Average rank per group (Mask, Highlight, All), each (..., A); groups use what `metrics` has."""
     per_metric = ranks(means, metrics, ties)
     result = {}
-    for group, members in GROUPS.items():
+    for group, members in metric_groups(metrics).items():
         columns = [metrics.index(m) for m in members if m in metrics]
         if columns:
             result[group] = per_metric[..., columns].mean(axis=-1)

@@ -11,14 +11,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from embryo_xai.explainers import explainer_label, list_explainers
-from embryo_xai.metrics import METRIC_NAMES, higher_is_better, metric_class, metric_group, metric_label
+from embryo_xai.metrics import METRIC_NAMES, higher_is_better, list_metrics, metric_class, metric_group, metric_label
 from embryo_xai.models import list_models, model_label
+
+#: Display names as the registrations declare them (re-exported: the analysis reads labels here).
+__all__ = ["Approach", "METRICS", "directions_sentence", "embedding_metrics", "higher_is_better", "list_metrics",
+           "method_key", "method_label", "metric_groups", "metric_key", "metric_label", "model_key", "model_label",
+           "signed_for_higher_better"]
+method_label = explainer_label
 
 
 def metric_groups(metrics: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Paper §4's families among ``metrics``: those that mask salient areas and those that reveal them."""
+    """Paper §4's families among ``metrics``: those that mask salient areas and those that reveal them,
+    per-image binary metrics last (the paper's Highlight = {IAUC, IC, AD, IIC})."""
     families = {"Mask": "mask", "Highlight": "highlight"}
-    return {title: tuple(m for m in metrics if metric_group(m) == key) for title, key in families.items()} | {
+    ordered = sorted(metrics, key=lambda m: bool(getattr(metric_class(m), "binary", False)))
+    return {title: tuple(m for m in ordered if metric_group(m) == key) for title, key in families.items()} | {
         "All": tuple(metrics)}
 
 
@@ -28,22 +36,16 @@ def embedding_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
 
 
 def directions_sentence(metrics: Sequence[str]) -> str:
-    """"Lower is better for DAUC and AD; higher for the others." from the metrics' declarations."""
+    """"Lower is better for DAUC and AD, higher for the others." from the metrics' declarations."""
     lower = [metric_label(m) for m in metrics if not higher_is_better(m)]
     if not lower:
         return "Higher is better for every metric."
     listed = lower[0] if len(lower) == 1 else ", ".join(lower[:-1]) + f" and {lower[-1]}"
-    return f"Lower is better for {listed}; higher for the others."
+    return f"Lower is better for {listed}, higher for the others."
 
 
-# The paper's seven metrics and the labels, directions and families their classes declare.
+#: The paper's seven metrics (Table 1's columns when nothing else was scored).
 METRICS: tuple[str, ...] = METRIC_NAMES
-METRIC_LABELS: dict[str, str] = {m: metric_label(m) for m in METRICS}
-HIGHER_IS_BETTER: dict[str, bool] = {m: higher_is_better(m) for m in METRICS}
-GROUPS: dict[str, tuple[str, ...]] = metric_groups(METRICS)
-EMBEDDING_METRICS: tuple[str, ...] = embedding_metrics(METRICS)
-MODEL_LABELS: dict[str, str] = {m: model_label(m) for m in list_models()}
-METHOD_LABELS: dict[str, str] = {m: explainer_label(m) for m in list_explainers()}
 # The paper's Table 1 order; approaches not listed here follow, alphabetically.
 APPROACH_ORDER: tuple[tuple[str, str], ...] = (
     ("cnn", "am"),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from embryo_xai.analysis.loading import Study
-from embryo_xai.analysis.spec import HIGHER_IS_BETTER, METHOD_LABELS, METRIC_LABELS, METRICS, MODEL_LABELS
+from embryo_xai.analysis.spec import METRICS, higher_is_better, list_metrics, method_label, metric_label, model_label
 
 ACCURACY = "Accuracy"
 
@@ -23,20 +23,21 @@ def table1(study: Study) -> pd.DataFrame:
     """Model, method, the seven metric means and the model's per-video accuracy (percent)."""
     frame = pd.DataFrame(
         {
-            "Model": [MODEL_LABELS.get(a.model, a.model) for a in study.approaches],
-            "Method": [METHOD_LABELS.get(a.method, a.method) for a in study.approaches],
+            "Model": [model_label(a.model) for a in study.approaches],
+            "Method": [method_label(a.method) for a in study.approaches],
             "Approach": study.labels,
         }
     )
-    for metric in METRICS:
-        frame[METRIC_LABELS[metric]] = study.means[metric].to_numpy()
+    for metric in study.metrics:
+        frame[metric_label(metric)] = study.means[metric].to_numpy()
     frame[ACCURACY] = study.accuracy.to_numpy()
     return frame
 
 
 def best_rows(frame: pd.DataFrame) -> dict[str, list[int]]:
     """Row positions holding the best value of each metric column (and accuracy); all ties marked."""
-    directions = {METRIC_LABELS[m]: HIGHER_IS_BETTER[m] for m in METRICS} | {ACCURACY: True}
+    metrics = [m for m in list_metrics() if metric_label(m) in frame.columns] or list(METRICS)
+    directions = {metric_label(m): higher_is_better(m) for m in metrics} | {ACCURACY: True}
     best = {}
     for column, higher in directions.items():
         values = frame[column].to_numpy(dtype=float)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from embryo_xai.analysis.document import Section
 from embryo_xai.analysis.loading import Study
-from embryo_xai.analysis.spec import METRIC_LABELS, signed_for_higher_better
+from embryo_xai.analysis.spec import metric_label, signed_for_higher_better
 from embryo_xai.analysis.writer import ReportWriter
 
 
@@ -55,7 +55,7 @@ def listed(words: Sequence[str]) -> str:
 
 
 def labels(metrics: Sequence[str]) -> list[str]:
-    return [METRIC_LABELS.get(m, m) for m in metrics]
+    return [metric_label(m) for m in metrics]
 
 
 def lower_is_better(metrics: Sequence[str]) -> list[str]:

@@ -11,18 +11,19 @@ from embryo_xai.analysis.document import Section
 from embryo_xai.analysis.embedding import RankingPoints, ranking_points, tsne, umap_embedding
 from embryo_xai.analysis.loading import Study
 from embryo_xai.analysis.sections import labels, listed, per_image
-from embryo_xai.analysis.spec import EMBEDDING_METRICS, METRIC_LABELS, METRICS
+from embryo_xai.analysis.spec import embedding_metrics, metric_label
 from embryo_xai.analysis.writer import ReportWriter
 
 TITLES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 
-def description(points: RankingPoints) -> str:
-    n_images = len(points.metric) // len(EMBEDDING_METRICS)
-    excluded = labels([m for m in METRICS if m not in EMBEDDING_METRICS])
+def description(points: RankingPoints, metrics: tuple[str, ...]) -> str:
+    embedded = embedding_metrics(metrics)
+    n_images = len(points.metric) // len(embedded)
+    excluded = labels([m for m in metrics if m not in embedded])
     why = f" ({listed(excluded)} excluded: binary per image)" if excluded else ""
     return (
-        f"{len(points.metric)} points = {len(EMBEDDING_METRICS)} metrics{why} × {n_images} images scored by every "
+        f"{len(points.metric)} points = {len(embedded)} metrics{why} × {n_images} images scored by every "
         "approach. Each point is the vector of the approaches' scores (lower-is-better metrics negated); "
         "distance D = −log((tau + 1)/2), tau clipped at −0.999. "
         f"{points.n_constant} point(s) rank every approach equally (tau undefined): their tau to any other point "
@@ -46,13 +47,13 @@ def coordinates(points: RankingPoints, seed: int, embed_cfg: DictConfig) -> dict
 @per_image
 def section(study: Study, writer: ReportWriter, cfg: DictConfig) -> list[Section]:
     embed_cfg, seed = cfg.get("embedding", {}), int(cfg.get("seed", 0))
-    points = ranking_points(study.values, study.image_ids, EMBEDDING_METRICS, embed_cfg.get("max_images"), seed)
-    section = Section("Rankings per image: t-SNE and UMAP (Fig. 4)", [description(points)])
+    points = ranking_points(study.values, study.image_ids, None, embed_cfg.get("max_images"), seed, study.metrics)
+    section = Section("Rankings per image: t-SNE and UMAP (Fig. 4)", [description(points, study.metrics)])
     if len(points.metric) < 4:
         section.blocks.append("Too few images scored by every approach for an embedding.")
         return [section]
     for name, xy in coordinates(points, seed, embed_cfg).items():
-        metric = [METRIC_LABELS[m] for m in points.metric]
+        metric = [metric_label(m) for m in points.metric]
         writer.add_table(name, pd.DataFrame({"metric": metric, "image_id": points.image_id, "x": xy[:, 0],
                                              "y": xy[:, 1]}))
         title = f"{TITLES[name]} of per-image rankings (Kendall-tau distance)"

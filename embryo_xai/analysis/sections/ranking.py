@@ -8,19 +8,13 @@ from embryo_xai.analysis.document import Section, Table
 from embryo_xai.analysis.loading import Study
 from embryo_xai.analysis.ranking import table2
 from embryo_xai.analysis.sections import labels, number_word
-from embryo_xai.analysis.spec import GROUPS, embedding_metrics
+from embryo_xai.analysis.spec import metric_groups
 from embryo_xai.analysis.writer import ReportWriter
-
-
-def binary_last(metrics: list[str]) -> list[str]:
-    """Per-image binary metrics after the others, as the paper lists them: Highlight = {IAUC, IC, AD, IIC}."""
-    ranking = embedding_metrics(metrics)
-    return [*ranking, *(m for m in metrics if m not in ranking)]
 
 
 def groups_sentence(metrics: list[str]) -> str:
     """"Mask = {DAUC, DC, ADD}, Highlight = {...}, All = the seven metrics." over the ranked `metrics`."""
-    members = {group: binary_last([m for m in GROUPS[group] if m in metrics]) for group in GROUPS}
+    members = metric_groups(metrics)
     families = [f"{group} = {{{', '.join(labels(ms))}}}" for group, ms in members.items() if group != "All" and ms]
     return ", ".join([*families, f"All = the {number_word(len(members['All']))} metrics"]) + "."
 

@@ -6,17 +6,9 @@ from omegaconf import DictConfig
 
 from embryo_xai.analysis.document import Section, Table
 from embryo_xai.analysis.loading import Study
-from embryo_xai.analysis.sections import listed, lower_is_better
-from embryo_xai.analysis.spec import METRICS
+from embryo_xai.analysis.spec import directions_sentence
 from embryo_xai.analysis.tables import table1
 from embryo_xai.analysis.writer import ReportWriter
-
-
-def directions(metrics: tuple[str, ...]) -> str:
-    lower = lower_is_better(metrics)
-    if not lower:
-        return "Higher is better for every metric."
-    return f"Lower is better for {listed(lower)}, higher for the others."
 
 
 def section(study: Study, writer: ReportWriter, cfg: DictConfig) -> list[Section]:
@@ -28,7 +20,7 @@ def section(study: Study, writer: ReportWriter, cfg: DictConfig) -> list[Section
             "Table 1 — mean faithfulness per approach",
             [
                 "Mean of each metric over the scored images; accuracy is the model's per-video test accuracy (%). "
-                f"Best value per column in bold. {directions(METRICS)}",  # table1's columns: METRICS
+                f"Best value per column in bold. {directions_sentence(study.metrics)}",
                 Table(t1.drop(columns="Approach"), mark_best=True),
                 "Files: `table1.csv` (full precision, `best` column), `table1.md`, `table1.tex`.",
             ],
