@@ -72,7 +72,8 @@ def rank_intervals(ranks: pd.DataFrame, stem: Path, level: float) -> Path:
             part["average_rank"],
             y,
             # the point's mid-rank can lie outside a short bootstrap's interval: no negative bar
-            xerr=[(part["average_rank"] - part["low"]).clip(lower=0), (part["high"] - part["average_rank"]).clip(lower=0)],
+            xerr=[(part["average_rank"] - part["low"]).clip(lower=0),
+                  (part["high"] - part["average_rank"]).clip(lower=0)],
             fmt="o",
             color="tab:blue",
             ecolor="gray",
