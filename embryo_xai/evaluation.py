@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,49 +22,15 @@ from tqdm import tqdm
 from embryo_xai.analysis.spec import Approach
 from embryo_xai.data.dataset import FrameDataset, to_model_input
 from embryo_xai.data.stages import STAGES
-from embryo_xai.errors import CheckpointError, UsageError, one_line
+from embryo_xai.errors import UsageError
 from embryo_xai.explainers import create_explainer, explainer_class, list_explainers
 from embryo_xai.metrics import FaithfulnessConfig, check_metric_names, faithfulness
-from embryo_xai.models import create_model_for_weights
 from embryo_xai.runs import FaithfulnessRun
 
 log = logging.getLogger(__name__)
 
 #: Lightning's spellings (``trainer.precision``) are accepted for the evaluator's two precisions.
 PRECISIONS = {"32": "32", "32-true": "32", "bf16": "bf16", "bf16-mixed": "bf16"}
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """An ``EmbryoLitModule`` checkpoint, loaded with weights_only=True; a missing, corrupt or foreign
-    file raises a CheckpointError in one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (expected a .ckpt written by "
-                              "`python -m embryo_xai.train`, e.g. <run dir>/checkpoints/best.ckpt)")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not ours"
-        # torch.load's own message is a wall of unpickler text: one line says what the file is not
-        raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({one_line(error)})") from None
-    net_cfg = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
-    if not isinstance(net_cfg, dict) or "name" not in net_cfg or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not an embryo_xai training checkpoint: expected 'state_dict' and "
-                              "hyper_parameters['net'] with the model's create_model arguments")
-    return checkpoint
-
-
-def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the classifier of an ``EmbryoLitModule`` checkpoint (loaded with weights_only=True)."""
-    checkpoint = read_checkpoint(path, map_location)
-    net_cfg = checkpoint["hyper_parameters"]["net"]
-    num_classes = checkpoint["hyper_parameters"].get("num_classes", len(STAGES))
-    model = create_model_for_weights(num_classes=num_classes, **net_cfg)  # the checkpoint holds the weights
-    state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not match model {net_cfg['name']!r}: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
-    return model.eval(), net_cfg
 
 
 def check_names(methods: Sequence[str], metrics: Sequence[str]) -> tuple[str, ...]:

@@ -20,13 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from embryo_xai.data.datamodule import EmbryoDataModule
 from embryo_xai.errors import CheckpointError, exit_on_usage_error
-from embryo_xai.evaluation import (
-    ApproachRun,
-    EvaluationConfig,
-    check_names,
-    evaluate_approach,
-    load_model_from_checkpoint,
-)
+from embryo_xai.evaluation import ApproachRun, EvaluationConfig, check_names, evaluate_approach
+from embryo_xai.models.checkpoint import load_classifier
 from embryo_xai.runs import FaithfulnessRun, TrainingRun
 from embryo_xai.utils import compose_job
 
@@ -60,7 +55,7 @@ def evaluation_config(cfg: DictConfig) -> EvaluationConfig:
 def run(cfg: DictConfig) -> dict:
     check_names([cfg.method.name], cfg.metrics.metrics)  # before loading anything
     ckpt, training = resolve_checkpoint(cfg)
-    model, net_cfg = load_model_from_checkpoint(ckpt)
+    model, net_cfg = load_classifier(ckpt)
     model_name = cfg.model.net.name
     if net_cfg["name"] != model_name:
         raise CheckpointError(f"{ckpt} holds model {net_cfg['name']!r}, not {model_name!r}: "

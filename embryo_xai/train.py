@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from embryo_xai.data.stages import STAGES
 from embryo_xai.errors import UsageError, exit_on_usage_error
-from embryo_xai.evaluation import read_checkpoint
+from embryo_xai.models.checkpoint import read_checkpoint
 from embryo_xai.runs import TrainingRun
 from embryo_xai.utils import instantiate_dict
 

@@ -14,9 +14,10 @@ import scipy.stats
 import torch
 from omegaconf import OmegaConf
 
-from embryo_xai.evaluation import load_model_from_checkpoint
+from embryo_xai.errors import CheckpointError
 from embryo_xai.models import abn, bcnn, brnpa, cnn, ibp  # noqa: F401  (registers the models)
 from embryo_xai.models.backbone import PretrainedWeightsUnavailable
+from embryo_xai.models.checkpoint import load_backbone, load_classifier
 from embryo_xai.models.module import EmbryoLitModule
 from embryo_xai.models.registry import create_model
 from tests.helpers import REPO, compose_config
@@ -330,15 +331,6 @@ def test_ibp_saliency_is_attention_weighted_foreground_assignments_times_norm(ba
         torch.testing.assert_close(model.attention(x), expected)
 
 
-def test_ibp_init_from_cnn_checkpoint(tmp_path: Path) -> None:
-    trained_cnn = build("cnn", seed=7)
-    path = tmp_path / "cnn.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in trained_cnn.state_dict().items()}}, path)
-    model = build("ibp", init_from=str(path))
-    for key, value in trained_cnn.backbone.state_dict().items():
-        torch.testing.assert_close(model.backbone.state_dict()[key], value)
-
-
 @pytest.mark.parametrize("name", ["cnn", "abn", "bcnn", "ibp", "brnpa"])
 def test_backbone_warm_start_from_cnn_checkpoint(name: str, tmp_path: Path) -> None:
     """``backbone_init``: every model's backbone (BR-NPA's dilated one too) starts from a trained CNN's;
@@ -358,8 +350,21 @@ def test_backbone_warm_start_from_cnn_checkpoint(name: str, tmp_path: Path) -> N
 def test_backbone_warm_start_needs_the_same_backbone(tmp_path: Path) -> None:
     path = tmp_path / "cnn.ckpt"
     torch.save({"state_dict": {f"net.{k}": v for k, v in build("cnn").state_dict().items()}}, path)
-    with pytest.raises(ValueError, match="backbone does not match"):
-        create_model("abn", backbone="resnet10t").init_backbone_from(path)
+    with pytest.raises(CheckpointError, match="backbone does not match"):
+        load_backbone(create_model("abn", backbone="resnet10t"), path)
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="holds no backbone weights"):
+        load_backbone(create_model("abn", backbone="resnet18"), path)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_backbone(create_model("abn", backbone="resnet18"), tmp_path / "gone.ckpt")
+
+
+def test_teacher_must_predict_the_students_classes(tmp_path: Path) -> None:
+    path = tmp_path / "teacher.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in build("cnn", num_classes=4).state_dict().items()},
+                "hyper_parameters": {"net": {"name": "cnn", "backbone": "resnet18"}, "num_classes": 4}}, path)
+    with pytest.raises(CheckpointError, match="predicts 4 classes, not the 16 needed"):
+        build("brnpa", teacher_ckpt=str(path))
 
 
 # ---------------------------------------------------------------- BR-NPA
@@ -468,13 +473,14 @@ def test_paper_training_without_network_ends_in_one_line(tmp_path: Path) -> None
 
 
 def test_checkpoint_of_a_pretrained_model_reloads_offline(tmp_path: Path, offline: Path) -> None:
-    """A model trained from ImageNet weights is rebuilt for its checkpoint's weights: nothing to download."""
+    """A model trained from ImageNet weights is rebuilt for its checkpoint's weights: nothing to download;
+    ``init_from``, the warm-start argument IBP had before ``backbone_init``, is ignored in older checkpoints."""
     model = build("ibp", seed=2).eval()
     path = tmp_path / "ibp.ckpt"
     net = {"name": "ibp", "backbone": "resnet18", "pretrained": True, "init_from": str(tmp_path / "gone.ckpt")}
     torch.save({"state_dict": {f"net.{k}": v for k, v in model.state_dict().items()},
                 "hyper_parameters": {"net": net, "num_classes": 16}}, path)
-    rebuilt, _ = load_model_from_checkpoint(path)
+    rebuilt, _ = load_classifier(path)
     x = images(2)
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(x), model(x))

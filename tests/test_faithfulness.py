@@ -15,14 +15,9 @@ import torch.multiprocessing as mp
 
 from embryo_xai import faithfulness
 from embryo_xai.data.datamodule import EmbryoDataModule
-from embryo_xai.errors import UsageError
-from embryo_xai.evaluation import (
-    ApproachRun,
-    CheckpointError,
-    EvaluationConfig,
-    evaluate_approach,
-    load_model_from_checkpoint,
-)
+from embryo_xai.errors import CheckpointError, UsageError
+from embryo_xai.evaluation import ApproachRun, EvaluationConfig, evaluate_approach
+from embryo_xai.models.checkpoint import load_classifier
 from embryo_xai.runs import ROW_COLUMNS, FaithfulnessRun, TrainingRun
 from tests.helpers import compose_config
 
@@ -102,11 +97,11 @@ def test_attention_on_cnn_lists_what_applies(tiny_train_run, tmp_path):
 
 def test_missing_and_foreign_checkpoints(tmp_path, tiny_train_run):
     with pytest.raises(CheckpointError, match=str(tmp_path / "nope.ckpt")):
-        load_model_from_checkpoint(tmp_path / "nope.ckpt")
+        load_classifier(tmp_path / "nope.ckpt")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(CheckpointError, match="not an embryo_xai training checkpoint"):
-        load_model_from_checkpoint(foreign)
+        load_classifier(foreign)
     with pytest.raises(CheckpointError, match="pass model=cnn"):
         run_faithfulness(tiny_train_run, tmp_path, "model=brnpa", "method=attention")
     with pytest.raises(CheckpointError, match="no finished training run of model 'abn'"):
@@ -136,7 +131,7 @@ def _shard_worker(rank: int, world: int, port: int, train_run: str, out: str) ->
 
 def evaluate_in(train_run: Path, out: Path, rank: int = 0, world: int = 1) -> None:
     torch.set_num_threads(1)
-    model, _ = load_model_from_checkpoint(train_run / "checkpoints" / "best.ckpt")
+    model, _ = load_classifier(train_run / "checkpoints" / "best.ckpt")
     data = TrainingRun(train_run).data_config()
     data.pop("_target_")
     dm = EmbryoDataModule(**{**data, "num_workers": 0})

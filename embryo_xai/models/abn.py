@@ -9,7 +9,6 @@ convolution (K -> 1, padding 1) of the branch's K class maps; ``map_kernel_size=
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn as nn
@@ -18,24 +17,6 @@ import torch.nn.functional as F
 from embryo_xai.models.backbone import ClassifierHead, ResNetBackbone
 from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
-
-
-def require_map_size(features: torch.Tensor, image: torch.Tensor, model_name: str, stride: int,
-                     min_side: int = 2, min_pixels: int = 1) -> None:
-    """Fail early, naming the sizes, when a feature map is too small to carry a spatial map.
-
-    A 1x1 map (e.g. a 32 px input at stride 32) trains silently but every saliency is a
-    constant, so the attention models refuse it.
-    """
-    height, width = features.shape[-2:]
-    if height >= min_side and width >= min_side and height * width >= min_pixels:
-        return
-    side = max(min_side, math.ceil(math.sqrt(min_pixels)))
-    raise ValueError(
-        f"{model_name}: the feature map is {height}x{width} for a {image.shape[-2]}x{image.shape[-1]} "
-        f"input (stride {stride}), but the model needs at least {min_side}x{min_side} and {min_pixels} "
-        f"pixels; use an input of at least {side * stride} px per side or a smaller output_stride"
-    )
 
 
 def _stride_one_copy(layer: nn.Module) -> nn.Module:
@@ -81,14 +62,13 @@ class ABN(EmbryoClassifier):
         self.attention_logit_conv = nn.Conv2d(num_classes, num_classes, kernel_size=1, bias=False)
         self.head = ClassifierHead(channels, num_classes, dropout)
 
-    def init_backbone_from(self, path) -> None:
-        super().init_backbone_from(path)
+    def on_backbone_loaded(self) -> None:
         # the attention branch is a stride-1 copy of layer4: it starts from the loaded layer4 too
         self.attention_block.load_state_dict(self.backbone.layer4.state_dict())
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         layer3 = self.backbone.forward_until(x, "layer3")
-        require_map_size(layer3, x, "abn", stride=16)
+        self.require_map_size(layer3, x, stride=16)
         branch = self.attention_bn(self.attention_block(layer3))
         branch = F.relu(self.attention_conv_bn(self.attention_conv(branch)))
         attention_map = torch.sigmoid(self.map_bn(self.map_conv(branch)))

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from embryo_xai.errors import CheckpointError
-
-
-def load_lightning_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint read with ``weights_only=True`` (no code runs from the file)."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler raises several types; all mean the same to a user
-        raise ValueError(f"cannot read checkpoint {path} with weights_only=True ({error}); its "
-                         "hyper_parameters must be plain containers, not OmegaConf objects") from error
-
-
-def state_dict_under(checkpoint: dict, prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of a checkpoint's state_dict under ``prefix``, with the prefix removed."""
-    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items()
-             if key.startswith(prefix)}
-    if not state:
-        raise ValueError(f"checkpoint has no state_dict entries starting with {prefix!r}")
-    return state
 
 
 class EmbryoClassifier(nn.Module):
@@ -38,6 +16,8 @@ class EmbryoClassifier(nn.Module):
 
     #: True for models whose ``attention(x)`` is their own saliency map.
     has_attention: bool = False
+    #: The registry name (``model.net.name``), set by ``register_model``; errors name the model by it.
+    model_name: str = ""
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self(x)}
@@ -50,17 +30,22 @@ class EmbryoClassifier(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError(f"{type(self).__name__} has no attention map; use a post-hoc method")
 
-    def init_backbone_from(self, path: str | Path) -> None:
-        """Start ``self.backbone`` from the backbone of a trained model's Lightning checkpoint
-        (any model of ours: the backbones share their parameter names whatever the output stride)."""
-        backbone = getattr(self, "backbone", None)
-        if not isinstance(backbone, nn.Module):
-            raise ValueError(f"{type(self).__name__} has no `backbone` to start from {path}")
-        state = state_dict_under(load_lightning_checkpoint(path), "net.backbone.")
-        try:
-            missing, unexpected = backbone.load_state_dict(state, strict=False)
-        except RuntimeError as error:  # same names, other shapes
-            missing, unexpected = [str(error).splitlines()[-1].strip()], []
-        if missing or unexpected:
-            raise ValueError(f"{path}: backbone does not match {type(self).__name__}'s "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); same `backbone` name needed")
+    def on_backbone_loaded(self) -> None:
+        """Runs after a warm start gave ``self.backbone`` trained weights (``checkpoint.load_backbone``):
+        a model whose other parts copy the backbone when built (ABN's attention branch) copies them again."""
+
+    def require_map_size(self, features: torch.Tensor, image: torch.Tensor, stride: int, min_side: int = 2,
+                         min_pixels: int = 1) -> None:
+        """Fail early, naming the sizes, when a feature map is too small to carry a spatial map.
+
+        A 1x1 map (e.g. a 32 px input at stride 32) trains silently but every saliency is a constant,
+        so each model that explains itself with a map calls this on that map's features."""
+        height, width = features.shape[-2:]
+        if height >= min_side and width >= min_side and height * width >= min_pixels:
+            return
+        side = max(min_side, math.ceil(math.sqrt(min_pixels)))
+        raise ValueError(
+            f"{self.model_name}: the feature map is {height}x{width} for a {image.shape[-2]}x{image.shape[-1]} "
+            f"input (stride {stride}), but the model needs at least {min_side}x{min_side} and {min_pixels} "
+            f"pixels; use an input of at least {side * stride} px per side or a smaller output_stride"
+        )

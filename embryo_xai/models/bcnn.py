@@ -13,7 +13,6 @@ import torch
 import torch.nn as nn
 from timm.models.resnet import BasicBlock
 
-from embryo_xai.models.abn import require_map_size
 from embryo_xai.models.backbone import ResNetBackbone, feature_norm
 from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
@@ -54,7 +53,7 @@ class BCNN(EmbryoClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
-        require_map_size(features, x, "bcnn", stride=self.backbone.output_stride)
+        self.require_map_size(features, x, stride=self.backbone.output_stride)
         return features
 
     def attention_maps(self, features: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from embryo_xai.models.abn import require_map_size
 from embryo_xai.models.backbone import ResNetBackbone, feature_norm
-from embryo_xai.models.base import EmbryoClassifier, load_lightning_checkpoint, state_dict_under
-from embryo_xai.models.registry import create_model_for_weights, register_model
+from embryo_xai.models.base import EmbryoClassifier
+from embryo_xai.models.checkpoint import load_classifier
+from embryo_xai.models.registry import register_model
 
 
 class Representatives(NamedTuple):
@@ -56,19 +56,8 @@ def representative_vectors(features: torch.Tensor, num_parts: int) -> Representa
 
 
 def load_teacher(path: str | Path, num_classes: int) -> nn.Module:
-    """Frozen model from a Lightning checkpoint of EmbryoLitModule: hyper_parameters["net"]
-    holds its ``create_model`` kwargs (with ``name``), state_dict keys start with "net."."""
-    checkpoint = load_lightning_checkpoint(path)
-    hyper_parameters = checkpoint.get("hyper_parameters", {})
-    if "net" not in hyper_parameters:
-        raise ValueError(f"teacher checkpoint {path} has no hyper_parameters['net'] (create_model kwargs)")
-    net_kwargs = dict(hyper_parameters["net"])
-    teacher_classes = net_kwargs.pop("num_classes", hyper_parameters.get("num_classes", num_classes))
-    if teacher_classes != num_classes:
-        raise ValueError(f"teacher {path} predicts {teacher_classes} classes, the student {num_classes}")
-    teacher = create_model_for_weights(net_kwargs.pop("name"), num_classes=num_classes, **net_kwargs)
-    teacher.load_state_dict(state_dict_under(checkpoint, "net."))
-    return teacher.eval().requires_grad_(False)
+    """The frozen teacher: the classifier of a training checkpoint of ours, predicting the student's classes."""
+    return load_classifier(path, num_classes=num_classes)[0].requires_grad_(False)
 
 
 @register_model("brnpa", label="BR-NPA")
@@ -95,7 +84,7 @@ class BRNPA(EmbryoClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
-        require_map_size(features, x, "brnpa", stride=self.backbone.output_stride, min_pixels=self.num_parts)
+        self.require_map_size(features, x, stride=self.backbone.output_stride, min_pixels=self.num_parts)
         return features
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ authors vendored it: the grouping sits on layer4.
   code names none (K counts it; the model learns which part it is), so it is found per image as
   the part with the largest mean assignment on the feature map's outer ring (the embryo is
   centred, the well and medium surround it); ``background_part=k`` fixes it instead.
+- **Warm start**: the authors start IBP from a fine-tuned backbone; here that is the module's
+  ``backbone_init`` (a trained CNN's checkpoint, ``models/checkpoint.load_backbone``), as for every model.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.special import betaincinv
 
-from embryo_xai.models.abn import require_map_size
 from embryo_xai.models.backbone import ResNetBackbone, feature_norm
 from embryo_xai.models.base import EmbryoClassifier
 from embryo_xai.models.registry import register_model
@@ -115,7 +116,7 @@ class IBP(EmbryoClassifier):
                  dropout: float = 0.0, num_parts: int = 3, shaping_weight: float = 0.5,
                  prior_alpha: float = 1.0, prior_beta: float = 0.001, blur_radius: int = 2, blur_std: float = 0.4,
                  post_blocks: int = 4, attention_blocks: int = 2, background_part: int | None = None,
-                 output_stride: int = 32, init_from: str | None = None) -> None:
+                 output_stride: int = 32) -> None:
         super().__init__()
         if num_parts < 2:
             raise ValueError(f"num_parts must be >= 2 (one of them is the background), got {num_parts}")
@@ -127,9 +128,6 @@ class IBP(EmbryoClassifier):
         self.blur = (blur_radius, blur_std)
         self.background_part = background_part
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, output_stride=output_stride)
-        if init_from:
-            # Start from a trained CNN (the authors initialise IBP from a fine-tuned backbone).
-            self.init_backbone_from(init_from)
         channels = self.backbone.num_features
         width = max(1, channels // 4)  # the authors' bottleneck width (512 for ResNet-50's 2048)
         self.centres = nn.Parameter(nn.init.kaiming_normal_(torch.empty(num_parts, channels)).clamp_(min=1e-5))
@@ -147,7 +145,7 @@ class IBP(EmbryoClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
-        require_map_size(features, x, "ibp", stride=self.backbone.output_stride)
+        self.require_map_size(features, x, stride=self.backbone.output_stride)
         return features
 
     def assign(self, features: torch.Tensor) -> torch.Tensor:

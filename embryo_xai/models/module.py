@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from embryo_xai.data.stages import NUM_CLASSES
 from embryo_xai.models.accuracy import StageAccuracy
+from embryo_xai.models.checkpoint import load_backbone
 from embryo_xai.models.registry import create_model
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -38,7 +39,7 @@ class EmbryoLitModule(pl.LightningModule):
         self.save_hyperparameters()
         self.net = create_model(num_classes=num_classes, **net)
         if backbone_init:  # warm start from another run's trained backbone (e.g. the CNN's)
-            self.net.init_backbone_from(backbone_init)
+            load_backbone(self.net, backbone_init)
         self.train_loss = MeanMetric()
         self.metrics = torch.nn.ModuleDict({
             split: torch.nn.ModuleDict({

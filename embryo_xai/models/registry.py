@@ -20,6 +20,8 @@ def register_model(name: str, label: str | None = None) -> Callable[[Builder], B
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = builder
         _LABELS[name] = label or name
+        if isinstance(builder, type):  # a model class knows its name (EmbryoClassifier.model_name)
+            builder.model_name = name
         return builder
 
     return wrap
@@ -42,13 +44,14 @@ def create_model(name: str, num_classes: int = 16, **cfg) -> nn.Module:
 
 
 #: ``create_model`` arguments that only say where a model's *initial* weights come from (ImageNet, a
-#: teacher for distillation, a trained CNN), with the value that turns each off.
-INITIAL_WEIGHTS_ARGS = {"pretrained": False, "teacher_ckpt": None, "init_from": None}
+#: teacher for distillation), with the value that turns each off. (A warm start from another run's
+#: backbone is the module's ``backbone_init``, outside ``create_model``'s arguments.)
+INITIAL_WEIGHTS_ARGS = {"pretrained": False, "teacher_ckpt": None}
 
 
 def create_model_for_weights(name: str, num_classes: int = 16, **cfg) -> nn.Module:
     """Build a model that is about to receive trained weights (from a checkpoint): its initial-weight
-    sources are switched off, so rebuilding never downloads ImageNet weights or reads a teacher or
-    CNN checkpoint that may no longer exist."""
+    sources are switched off, so rebuilding never downloads ImageNet weights or reads a teacher
+    checkpoint that may no longer exist."""
     cfg = {key: INITIAL_WEIGHTS_ARGS.get(key, value) for key, value in cfg.items()}
     return create_model(name, num_classes=num_classes, **cfg)
