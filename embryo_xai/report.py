@@ -33,6 +33,7 @@ from embryo_xai.analysis.sections import (
     kendall,
     means_only,
     ranking,
+    reliability,
     tables,
     training,
 )
@@ -45,6 +46,7 @@ TITLE = "Faithfulness of saliency maps for embryo stage recognition"
 SECTIONS: tuple[SectionFunction, ...] = (
     tables.section,
     kendall.section,
+    reliability.section,
     agreement.section,
     ranking.section,
     means_only,
