@@ -16,11 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from embryo_xai.metrics import FaithfulnessConfig, MetricInputs, faithfulness, list_metrics
+from embryo_xai.metrics.imputation import noisy_linear_impute
 from embryo_xai.metrics.registry import higher_is_better, metric_class, metric_group
 from embryo_xai.metrics.road import (
     ROADMoRF,
     _ROADMetric,
-    noisy_linear_impute,
     pixel_ranks,
     removed_counts,
     road_scores,

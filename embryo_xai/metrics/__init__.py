@@ -34,7 +34,7 @@ from embryo_xai.metrics.registry import (
     metric_label,
     register_metric,
 )
-from embryo_xai.metrics.road import ROAD, ROADLeRF, ROADMoRF, noisy_linear_impute  # noqa: F401  (registers ROAD)
+from embryo_xai.metrics.road import ROAD, ROADLeRF, ROADMoRF  # noqa: F401  (registers ROAD)
 
 __all__ = [
     "AD", "ADD", "DAUC", "DC", "IAUC", "IC", "IIC", "METRIC_CLASSES", "METRIC_NAMES", "PACKAGE_CONVENTIONS",
