@@ -39,8 +39,9 @@ def test_rows_summary_and_maps(tiny_train_run, tmp_path):
     summary, out = run_faithfulness(tiny_train_run, tmp_path, "method=gradcampp")
     rows = read_rows(out)
     assert list(rows[0]) == list(ROW_COLUMNS)  # registry keys only: labels are the report's
-    assert len(rows) == 5 * 7 and len({r["image_id"] for r in rows}) == 5
-    assert {r["metric"] for r in rows} == {"dauc", "iauc", "dc", "ic", "iic", "ad", "add"}
+    assert len(rows) == 5 * 10 and len({r["image_id"] for r in rows}) == 5
+    assert {r["metric"] for r in rows} == {"dauc", "iauc", "dc", "ic", "iic", "ad", "add", "road_morf", "road_lerf",
+                                           "road"}  # conf/metrics/default.yaml: the paper's seven and ROAD
     assert all(r["method"] == "gradcampp" and r["model"] == "cnn" for r in rows)
     assert summary["complete"] and summary["n_images"] == 5
     saved = json.loads((out / "summary.json").read_text())
@@ -163,7 +164,7 @@ def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
     out = Path(cfg.paths.output_dir)
     for method in ("am", "gradcampp"):
         rows = read_rows(out / "faithfulness" / f"cnn-{method}")
-        assert len(rows) == 3 * 7
+        assert len(rows) == 3 * 10
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "faithfulness/gradcampp/dauc" in logged
     settings = FaithfulnessRun(out / "faithfulness" / "cnn-am").settings()
