@@ -190,7 +190,7 @@ def test_report_end_to_end(runs: Path) -> None:
     assert "figures/gallery.png" in text and "frames shown" not in text
     assert "without their crop" not in text  # every frame's crop was saved with its maps
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 7 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 8 and "<table>" in html  # the reliability figure included
     assert "## Agreement between the approaches' maps" in text and "figures/map_agreement.png" in text
 
     agreement = pd.read_csv(out / "map_agreement.csv", index_col=0)
