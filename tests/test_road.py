@@ -208,12 +208,16 @@ def test_declarations_and_options() -> None:
     assert {"road_morf", "road_lerf", "road"} <= set(list_metrics())
     assert [higher_is_better(n) for n in ("road_morf", "road_lerf", "road")] == [False, True, True]
     assert [metric_group(n) for n in ("road_morf", "road_lerf", "road")] == ["mask", "highlight", None]
-    assert [metric_class(n).forwards_per_image for n in ("road_morf", "road_lerf", "road")] == [9, 9, 18]
+    default, fewer = FaithfulnessConfig(), FaithfulnessConfig(road_percentiles=[25, 50, 75])
+    assert [metric_class(n).forwards(default) for n in ("road_morf", "road_lerf", "road")] == [9, 9, 18]
+    assert [metric_class(n).forwards(fewer) for n in ("road_morf", "road_lerf", "road")] == [3, 3, 6]
 
     class Road5(ROADMoRF):  # a user's option: one more percentile set (registered, it is one more metric)
         metric_name, label, percentiles = "road5", "ROAD@5", (5,)
 
-    assert Road5.forwards_per_image == 1 and Road5.group == "mask"
+    assert Road5.forwards(default) == 1 and Road5.group == "mask"
+    with pytest.raises(ValueError, match="road_percentiles"):
+        FaithfulnessConfig(road_percentiles=[0, 50])
 
 
 def test_bad_input(model: nn.Module) -> None:

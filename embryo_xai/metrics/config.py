@@ -68,6 +68,8 @@ class FaithfulnessConfig:
     - ``compile_mode``: ``torch.compile`` the model for the engine's forwards (``reduce-overhead``:
       with CUDA graphs); every chunk is then padded to ``batch_size`` rows, one static shape. Off
       until ``benchmarks/device_check.py`` shows a gain on a GPU (not an option of ``conf/metrics``).
+    - ``road_percentiles``, ``road_noise_std``, ``road_seed``: ROAD's shares of pixels removed (in %),
+      the std of the noise added to imputed pixels and its seed (Rong et al. 2022; ``metrics/road.py``).
     """
 
     deletion_substrate: str = "black"
@@ -88,12 +90,21 @@ class FaithfulnessConfig:
     batch_size: int | str | None = 64
     images_per_group: int = 16
     compile_mode: str = "off"
+    road_percentiles: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    road_noise_std: float = 0.01
+    road_seed: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         check_batch_size(self.batch_size)
+        # a Hydra list arrives as a ListConfig: a tuple keeps the (frozen) config hashable
+        object.__setattr__(self, "road_percentiles", tuple(float(p) for p in self.road_percentiles))
+        if not self.road_percentiles or not all(0 < p < 100 for p in self.road_percentiles):
+            raise ValueError(f"road_percentiles must be a non-empty list in (0, 100), got {self.road_percentiles}")
+        if self.road_noise_std < 0:
+            raise ValueError(f"road_noise_std must be >= 0, got {self.road_noise_std}")
         for name in ("max_steps", "images_per_group"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

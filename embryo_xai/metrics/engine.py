@@ -279,5 +279,5 @@ def forward_passes_per_image(map_hw: tuple[int, int], metrics: str | Sequence[st
     names = set(check_metric_names(metrics))
     _, n_steps = step_groups(map_hw[0] * map_hw[1], config, torch.device("cpu"))
     passes = sum(bool(set(pair) & names) for pair in PASS_METRICS.values())
-    plug_ins = sum(metric_class(name).forwards_per_image for name in names - ENGINE_METRICS)
+    plug_ins = sum(metric_class(name).forwards(config) for name in names - ENGINE_METRICS)
     return 1 + passes * n_steps + bool({"iic", "ad"} & names) + ("add" in names) + plug_ins

@@ -70,12 +70,18 @@ class SingleFaithfulnessMetric(FaithfulnessMetric):
     """One metric; ``compute()`` returns its mean as a tensor. Subclasses declare (and register with
     ``@register_metric``) ``metric_name``, ``label``, ``higher_is_better`` and ``group``; a metric the
     engine does not compute itself also implements ``values(inputs: MetricInputs) -> (B,) tensor``
-    and says how many model forwards it runs per image (``forwards_per_image``)."""
+    and says how many model forwards it runs per image (``forwards_per_image``, or ``forwards(config)``
+    when that depends on the options)."""
 
     metric_name: str = ""
     label: str = ""
     group: str | None = None
     forwards_per_image: int = 1
+
+    @classmethod
+    def forwards(cls, config: FaithfulnessConfig) -> int:
+        """Model forwards per image of a plug-in metric under ``config``."""
+        return cls.forwards_per_image
 
     def __init__(self, **cfg) -> None:
         super().__init__(self.metric_name, **cfg)

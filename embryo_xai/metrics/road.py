@@ -31,15 +31,15 @@ Conventions, following pytorch-grad-cam 1.5.7 (``pytorch_grad_cam.metrics.road``
   score minus the original image's score (``return_diff``). The difference is the same for every map of an
   image, so rankings of approaches do not change, and it cancels in ``road``.
 - *Imputation*: :func:`embryo_xai.metrics.imputation.noisy_linear_impute`.
-- *Noise*: std :data:`ROAD_NOISE_STD` = 0.01 as grad-cam and Rong et al.'s code, added to the imputed
+- *Noise*: std ``road_noise_std`` = 0.01 as grad-cam and Rong et al.'s code, added to the imputed
   pixels only, in the models' input units, here pixels in [0, 1] (grad-cam adds it to whatever tensor the
   model takes, usually ImageNet-normalised, where 0.01 is about 0.0023 in pixel units). One noise field
-  per direction and percentile, drawn on the CPU from :data:`ROAD_SEED` and the image size, is shared by
+  per direction and percentile, drawn on the CPU from ``road_seed`` and the image size, is shared by
   every image: values do not depend on the batch, the batching or the device.
 
-Options are class attributes (``FaithfulnessConfig`` is shared by all metrics): override them in a
-registered subclass, e.g. ``class ROAD5(ROADMoRF): metric_name, label, percentiles = "road5", "ROAD@5",
-(5,)``.
+Options are the engine's (``FaithfulnessConfig.road_percentiles``, ``road_noise_std``, ``road_seed``;
+``conf/metrics``: ``metrics.road_percentiles=[25,50,75]``). A registered subclass may pin its own, e.g.
+``class ROAD5(ROADMoRF): metric_name, label, percentiles = "road5", "ROAD@5", (5,)``.
 """
 
 from __future__ import annotations
@@ -52,17 +52,18 @@ import torch
 import torch.nn.functional as F
 
 from embryo_xai.device import resolve_batch_size
+from embryo_xai.metrics.config import FaithfulnessConfig
 from embryo_xai.metrics.engine import MetricInputs
 from embryo_xai.metrics.imputation import IMPUTE_ELEMENTS, noisy_linear_impute
 from embryo_xai.metrics.metric import SingleFaithfulnessMetric
 from embryo_xai.metrics.perturb import rank_blocks
 from embryo_xai.metrics.registry import register_metric
 
-#: Rong et al.'s and pytorch-grad-cam's percentiles (share of pixels removed, in %).
-ROAD_PERCENTILES: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-#: Std of the noise added to imputed pixels (theirs), in the models' input units (pixels in [0, 1]).
-ROAD_NOISE_STD = 0.01
-ROAD_SEED = 0
+#: Rong et al.'s and pytorch-grad-cam's percentiles (share of pixels removed, in %), noise std (theirs, in
+#: the models' input units: pixels in [0, 1]) and our seed: the engine's defaults.
+ROAD_PERCENTILES: tuple[float, ...] = FaithfulnessConfig.road_percentiles
+ROAD_NOISE_STD: float = FaithfulnessConfig.road_noise_std
+ROAD_SEED: int = FaithfulnessConfig.road_seed
 _DIRECTIONS = ("morf", "lerf")
 # ---------------------------------------------------------------------------------------------------
 # ROAD scores
@@ -150,18 +151,26 @@ def _curves(inputs: MetricInputs, direction: str, options: tuple) -> torch.Tenso
 
 
 class _ROADMetric(SingleFaithfulnessMetric):
-    """Shared options of the ROAD metrics (override them in a subclass; see the module docstring)."""
+    """Shared logic of the ROAD metrics. Options come from the engine's config; a subclass may pin its
+    own (``percentiles``, ``noise_std``, ``seed`` not None; see the module docstring)."""
 
-    percentiles: tuple[float, ...] = ROAD_PERCENTILES
-    noise_std: float = ROAD_NOISE_STD
-    seed: int = ROAD_SEED
+    percentiles: tuple[float, ...] | None = None
+    noise_std: float | None = None
+    seed: int | None = None
     #: the metric = sum of weight x mean score per direction
     weights: dict[str, float] = {}
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
+    @classmethod
+    def options(cls, config: FaithfulnessConfig) -> tuple[tuple[float, ...], float, int]:
+        """(percentiles, noise std, seed): the class's pinned ones, else the config's."""
+        return (tuple(config.road_percentiles if cls.percentiles is None else cls.percentiles),
+                float(config.road_noise_std if cls.noise_std is None else cls.noise_std),
+                int(config.road_seed if cls.seed is None else cls.seed))
+
+    @classmethod
+    def forwards(cls, config: FaithfulnessConfig) -> int:
         # One forward per imputed image (road alone: both directions).
-        cls.forwards_per_image = len(cls.percentiles) * len(cls.weights)
+        return len(cls.options(config)[0]) * len(cls.weights)
 
     @classmethod
     def values(cls, inputs: MetricInputs) -> torch.Tensor:
@@ -170,7 +179,7 @@ class _ROADMetric(SingleFaithfulnessMetric):
     @classmethod
     def mean_scores(cls, inputs: MetricInputs, direction: str) -> torch.Tensor:
         """(B,) mean over the percentiles of the imputed images' scores."""
-        return _curves(inputs, direction, (tuple(cls.percentiles), float(cls.noise_std), int(cls.seed))).mean(0)
+        return _curves(inputs, direction, cls.options(inputs.config)).mean(0)
 
 
 @register_metric
