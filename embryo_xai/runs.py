@@ -314,3 +314,38 @@ class FaithfulnessRun:
         if settings.get("ckpt"):  # runs from before train_run was recorded
             return TrainingRun.of_checkpoint(settings["ckpt"])
         return None
+
+
+@dataclass(frozen=True)
+class GroundTruthRun:
+    """The ground-truth layer of a study on the synthetic set (``python -m embryo_xai.ground_truth``):
+    ``counterfactuals.npz`` (each explained frame redrawn without each structure), ``importance.csv``
+    (per model, image and structure: the drop of the explained class's score), ``rows.csv`` (per
+    approach and image: ground-truth faithfulness and localisation), ``sanity.csv`` (model-parameter
+    randomisation and random-logit similarities) and ``ground_truth.json`` (done, or why skipped; timings).
+    The control pseudo-explainers' faithfulness runs live in ``controls/``."""
+
+    dir: Path
+    counterfactuals_file = RunFile("counterfactuals.npz")
+    importance_file = RunFile("importance.csv")
+    rows_file = RunFile("rows.csv")
+    sanity_file = RunFile("sanity.csv")
+    summary_file = RunFile("ground_truth.json")  # not summary.json: no faithfulness run
+    controls_dir = RunFile("controls")
+
+    def summary(self) -> dict | None:
+        return _read_json(self.summary_file)
+
+    def finished(self) -> bool:
+        return self.summary() is not None
+
+    def table(self, file: Path) -> pd.DataFrame | None:
+        return pd.read_csv(file) if file.is_file() and file.stat().st_size else None
+
+    @classmethod
+    def find(cls, roots: Iterable[str | Path]) -> list[GroundTruthRun]:
+        """Every ground-truth run under ``roots`` (recursively)."""
+        found = {p.parent for root in map(Path, roots) if Path(root).exists()
+                 for p in Path(root).rglob(cls.summary_file.relative)
+                 if (p.parent / cls.rows_file.relative).exists() or "skipped" in (_read_json(p) or {})}
+        return [cls(d) for d in sorted(found)]
