@@ -1,13 +1,14 @@
 """``make run`` / ``python -m embryo_xai.main [study=demo|demo_scratch|paper] [overrides]``: the whole study.
 
-Trains every model, evaluates every approach (post-hoc methods on the CNN, attention maps of the
-attention models) with the 7 metrics, and writes the report. Each step runs the public entry
-point (training and the report as subprocesses, faithfulness in this process) into a fixed run dir
-under ``out`` and is skipped when its results are already there, so a second run reuses finished
-steps and an interrupted one resumes (faithfulness rows included). With ``warm_start`` in the study,
-the other models start from the backbone of the model it names, which is then trained first. With
-``distill: {model: [overrides]}``, that model's teacher (the model with those overrides, e.g. BR-NPA
-at low resolution) is trained first into ``<out>/teachers/<model>`` and the model learns from it.
+Trains every model, evaluates every approach (post-hoc methods on the CNN, attention maps of the attention
+models) with the metrics, measures them against the ground truth on the synthetic set (the control pseudo-
+explainers, then ``embryo_xai.ground_truth``; study field ``ground_truth``), and writes the report. Each step
+runs the public entry point (training, ground truth and the report as subprocesses, faithfulness in this
+process) into a fixed run dir under ``out`` and is skipped when its results are already there, so a second run
+reuses finished steps and an interrupted one resumes (faithfulness rows included). With ``warm_start`` in the
+study, the other models start from the backbone of the model it names, which is then trained first. With
+``distill: {model: [overrides]}``, that model's teacher (the model with those overrides, e.g. BR-NPA at low
+resolution) is trained first into ``<out>/teachers/<model>`` and the model learns from it.
 
 The study is a Hydra config group (``conf/study/``), composed by ``conf/main.yaml``, which lists the
 overrides (``out=``, ``models=``, ``extra.<step>=``). The runner's own ``.hydra/`` and ``main.log``
@@ -35,6 +36,7 @@ from embryo_xai.utils import CONF_DIR
 log = logging.getLogger(__name__)
 
 TRAIN, FAITHFULNESS, REPORT = "embryo_xai.train", "embryo_xai.faithfulness", "embryo_xai.report"
+GROUND_TRUTH = "embryo_xai.ground_truth"
 
 
 @dataclass
@@ -89,8 +91,23 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
                      *study.faithfulness, *study.method_overrides.get(method, []), *extra.faithfulness]
         steps.append(Step(f"faithfulness {model} / {method}", FAITHFULNESS, overrides, run_dir,
                           run_dir / "summary.json"))
-    steps.append(Step("report", REPORT, [f"runs=[{out / 'train'},{out / 'faithfulness'}]", *study.report,
-                                         *extra.report], out / "report"))
+    runs = [out / "train", out / "faithfulness"]
+    ground_truth = study.ground_truth
+    if ground_truth and ground_truth.enabled:
+        truth_dir = out / "ground_truth"
+        # the controls explain the CNN like the post-hoc methods, into the ground-truth run's controls/
+        for method in ground_truth.controls if "cnn" in models else []:
+            run_dir = truth_dir / "controls" / f"cnn-{method}"
+            overrides = ["model=cnn", f"method={method}", f"train_run={out / 'train' / 'cnn'}", *study.faithfulness,
+                         *extra.faithfulness]
+            steps.append(Step(f"faithfulness cnn / {method} (control)", FAITHFULNESS, overrides, run_dir,
+                              run_dir / "summary.json"))
+        steps.append(Step("ground truth", GROUND_TRUTH, [f"runs=[{out / 'faithfulness'},{truth_dir / 'controls'}]",
+                                                         *ground_truth.overrides, *extra.ground_truth],
+                          truth_dir, truth_dir / "ground_truth.json"))
+        runs.append(truth_dir)
+    steps.append(Step("report", REPORT, [f"runs=[{','.join(map(str, runs))}]", *study.report, *extra.report],
+                      out / "report"))
     return steps
 
 

@@ -25,12 +25,32 @@ def plan(overrides: list[str], tmp_path: Path) -> list[study_runner.Step]:
 @pytest.mark.parametrize("case", json.loads(PLANS.read_text())["cases"], ids=lambda case: " ".join(case["overrides"]))
 def test_plan_is_the_argparse_runners(case: dict, tmp_path: Path) -> None:
     """Every study plans exactly the steps, run dirs and overrides the argparse runner ran (captured from
-    it into tests/data/study_plans.json), with its --models / --set now models= / extra.<step>=."""
+    it into tests/data/study_plans.json), with its --models / --set now models= / extra.<step>=. That runner
+    had no ground-truth layer: it is turned off here (its steps: the test below)."""
     out = str(tmp_path / "out")
     found = [[s.title, s.module, str(s.run_dir), s.done and str(s.done), s.overrides]
-             for s in plan(case["overrides"], tmp_path)]
+             for s in plan([*case["overrides"], "study.ground_truth.enabled=false"], tmp_path)]
     expected = json.loads(json.dumps(case["steps"]).replace("<out>", out))
     assert found == expected
+
+
+def test_ground_truth_steps(tmp_path: Path) -> None:
+    """Controls on the CNN into ground_truth/controls/, then the ground-truth step over them and the approaches'
+    runs, then the report over train/, faithfulness/ and ground_truth/; no controls without the CNN."""
+    out = tmp_path / "out"
+    with_gt = plan(["study=demo", "extra.ground_truth=[sanity.n_images\\=2]"], tmp_path)
+    without = plan(["study=demo", "study.ground_truth.enabled=false"], tmp_path)
+    added = with_gt[len(without) - 1: -1]
+    controls = [f"faithfulness cnn / {m} (control)" for m in ("random", "gaussian", "sobel")]
+    assert [s.title for s in added] == [*controls, "ground truth"]
+    assert added[0].run_dir == out / "ground_truth" / "controls" / "cnn-random"
+    assert added[0].overrides[:3] == ["model=cnn", "method=random", f"train_run={out / 'train' / 'cnn'}"]
+    assert added[-1].overrides == [f"runs=[{out / 'faithfulness'},{out / 'ground_truth' / 'controls'}]",
+                                   "sanity.n_images=2"]
+    assert added[-1].done == out / "ground_truth" / "ground_truth.json"
+    assert with_gt[-1].overrides[0] == f"runs=[{out / 'train'},{out / 'faithfulness'},{out / 'ground_truth'}]"
+    titles = [s.title for s in plan(["study=demo", "models=[abn]"], tmp_path)]
+    assert "ground truth" in titles and not any("control" in t for t in titles)
 
 
 def test_warm_started_steps_need_the_source_checkpoint(tmp_path: Path) -> None:

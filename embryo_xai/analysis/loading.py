@@ -95,8 +95,11 @@ def _approach_of(run: FaithfulnessRun, rows: pd.DataFrame | None, summary: dict 
     return None
 
 
-def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Study:
+def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path], controls: bool = False) -> Study:
     """Gather faithfulness runs (per-image rows) and training runs into a `Study`.
+
+    Runs of control pseudo-explainers (``Approach.is_control``) are left out unless ``controls``: they are
+    yardsticks of the ground-truth section, not approaches of Table 1.
 
     Raises NoResultsError, naming the command that produces results, when no
     faithfulness run holds any usable result.
@@ -109,7 +112,7 @@ def load_study(faithfulness_dirs: list[Path], training_dirs: list[Path]) -> Stud
         run = FaithfulnessRun(run_dir)
         rows, summary = _read_rows(run), run.summary()
         approach = _approach_of(run, rows, summary)
-        if approach is None:  # a summary.json of something else
+        if approach is None or (approach.is_control and not controls):  # not a run of this study's approaches
             continue
         run_dirs.setdefault(approach, []).append(run_dir)
         if summary is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from embryo_xai.explainers import explainer_label, list_explainers
+from embryo_xai.explainers import explainer_class, explainer_label, list_explainers
 from embryo_xai.metrics import METRIC_NAMES, higher_is_better, list_metrics, metric_class, metric_group, metric_label
 from embryo_xai.models import list_models, model_label
 
@@ -84,6 +84,11 @@ class Approach:
         if self.model == "cnn":
             return method
         return f"{model} / {method}"
+
+    @property
+    def is_control(self) -> bool:
+        """A control pseudo-explainer (random, centre prior, edges): a yardstick, not one of the study's approaches."""
+        return self.method in list_explainers() and bool(getattr(explainer_class(self.method), "control", False))
 
     @property
     def sort_key(self) -> tuple[int, str, str]:
