@@ -11,6 +11,7 @@ from embryo_xai.explainers.am import ActivationMap
 from embryo_xai.explainers.attention import AttentionMap
 from embryo_xai.explainers.base import Explainer
 from embryo_xai.explainers.cam import CAM
+from embryo_xai.explainers.controls import GaussianPrior, RandomMap, SobelEdges
 from embryo_xai.explainers.gradcam import GradCAM
 from embryo_xai.explainers.gradcampp import GradCAMPlusPlus
 from embryo_xai.explainers.registry import (
@@ -25,4 +26,4 @@ from embryo_xai.explainers.scorecam import ScoreCAM
 
 __all__ = ["Explainer", "create_explainer", "explainer_class", "explainer_label", "list_explainers",
            "register_explainer", "ActivationMap", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "AblationCAM",
-           "RISE", "AttentionMap"]
+           "RISE", "AttentionMap", "RandomMap", "GaussianPrior", "SobelEdges"]

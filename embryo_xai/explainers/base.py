@@ -114,6 +114,8 @@ class Explainer:
     #: The score the method's paper explains: the pre-softmax class logit for the CAMs (Grad-CAM's
     #: y^c, Grad-CAM++'s exp-closed form, Score-CAM's Algorithm 1, Ablation-CAM); RISE overrides it.
     paper_score: ClassVar[str] = "logit"
+    #: True for the control pseudo-explainers (``controls.py``): yardsticks, not approaches of the study.
+    control: ClassVar[bool] = False
 
     def __init__(self, target_layer: str = DEFAULT_LAYER, batch_size: int | str | None = 64,
                  score: str | None = None) -> None:

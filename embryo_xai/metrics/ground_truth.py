@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from embryo_xai.device import resolve_batch_size
+from embryo_xai.metrics.perturb import upsample_maps
 from embryo_xai.scoring import ClassScore
 
 
@@ -67,8 +67,7 @@ def top1_hit(saliency: torch.Tensor, importance: torch.Tensor, valid: torch.Tens
 def structure_saliency(maps: torch.Tensor, masks: torch.Tensor, upsample: str = "bilinear") -> torch.Tensor:
     """(N, S) mean of each map, upsampled to the masks' size, over each structure mask (N, S, H, W) bool;
     NaN for an empty mask (a structure outside the crop)."""
-    align = None if upsample == "nearest" else False
-    up = F.interpolate(maps[:, None].float(), size=masks.shape[-2:], mode=upsample, align_corners=align)
+    up = upsample_maps(maps, masks.shape[-2:], upsample)[:, None]
     weights = masks.float()
     area = weights.flatten(2).sum(-1)
     total = (weights * up).flatten(2).sum(-1)

@@ -93,12 +93,14 @@ def min_max(values: torch.Tensor) -> torch.Tensor:
     return normed.view_as(values)
 
 
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """(B, h, w) maps -> (B, H, W) float32, as every metric upsamples them (``align_corners=False``)."""
+    align = None if mode == "nearest" else False
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, align_corners=align)[:, 0]
+
+
 def highlight_mask(maps: torch.Tensor, image_hw: tuple[int, int], cfg: FaithfulnessConfig) -> torch.Tensor:
     """``m = norm(upsamp(S))`` (paper) or ``upsamp(norm(S))`` (package): (B, 1, H, W)."""
-    maps = maps.unsqueeze(1)
-    align = None if cfg.upsample == "nearest" else False
-
-    def upsample(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=image_hw, mode=cfg.upsample, align_corners=align)
-
-    return min_max(upsample(maps)) if cfg.normalize_after_upsample else upsample(min_max(maps))
+    if cfg.normalize_after_upsample:
+        return min_max(upsample_maps(maps, image_hw, cfg.upsample))[:, None]
+    return upsample_maps(min_max(maps), image_hw, cfg.upsample)[:, None]

@@ -49,14 +49,13 @@ import weakref
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 from embryo_xai.device import resolve_batch_size
 from embryo_xai.metrics.config import FaithfulnessConfig
 from embryo_xai.metrics.engine import MetricInputs
 from embryo_xai.metrics.imputation import IMPUTE_ELEMENTS, noisy_linear_impute
 from embryo_xai.metrics.metric import SingleFaithfulnessMetric
-from embryo_xai.metrics.perturb import rank_blocks
+from embryo_xai.metrics.perturb import rank_blocks, upsample_maps
 from embryo_xai.metrics.registry import register_metric
 
 #: Rong et al.'s and pytorch-grad-cam's percentiles (share of pixels removed, in %), noise std (theirs, in
@@ -87,9 +86,7 @@ def pixel_ranks(inputs: MetricInputs) -> torch.Tensor:
     """(B, H*W) rank of each pixel, 0 = most salient, of the map upsampled to the image as the engine
     does for IIC/AD/ADD (``upsample``, align_corners=False); ties in the engine's ``tie_break`` order."""
     cfg = inputs.config
-    align = None if cfg.upsample == "nearest" else False
-    maps = F.interpolate(inputs.maps[:, None], size=inputs.images.shape[-2:], mode=cfg.upsample,
-                         align_corners=align)[:, 0]
+    maps = upsample_maps(inputs.maps, inputs.images.shape[-2:], cfg.upsample)
     return rank_blocks(maps, cfg.tie_break, cfg.tie_break_seed)[1]
 
 
