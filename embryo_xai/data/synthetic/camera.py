@@ -25,14 +25,19 @@ class Camera:
         self.noise = np.round(fields).astype(np.int16)
         self.size = size
 
-    def expose(self, scene: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator, blur: float,
+    def draw_noise(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """This frame's noise: (bank, row offset, column offset); the only random draw of an exposure."""
+        bank, oy, ox = rng.integers(0, (self.banks, self.pad, self.pad))
+        return int(bank), int(oy), int(ox)
+
+    def expose(self, scene: np.ndarray, box: tuple[int, int, int, int], noise: tuple[int, int, int], blur: float,
                lut: np.ndarray) -> Image.Image:
         """Frame from a clean scene; the blur only touches ``box`` (left, top, right, bottom), the embryo:
         the background around it is smooth, and blurring it would cost most of the frame's time."""
         image = Image.fromarray(np.clip(scene * 255.0, 0, 255).astype(np.uint8))
         if blur >= 0.6:
             image.paste(image.crop(box).filter(ImageFilter.GaussianBlur(blur)), box[:2])
-        bank, oy, ox = rng.integers(0, (self.banks, self.pad, self.pad))
+        bank, oy, ox = noise
         pixels = np.asarray(image).astype(np.int16)
         pixels += self.noise[bank, oy: oy + self.size, ox: ox + self.size]
         np.clip(pixels, 0, 255, out=pixels)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,13 @@ from embryo_xai.data.stages import NUM_CLASSES
 from embryo_xai.data.synthetic.camera import PLANE_DEFOCUS, Camera, illumination_lut
 from embryo_xai.data.synthetic.drawing import draw_frame
 from embryo_xai.data.synthetic.quirks import inject_quirks
-from embryo_xai.data.synthetic.simulator import EmbryoSimulator
+from embryo_xai.data.synthetic.simulator import EmbryoSimulator, FrameState
 from embryo_xai.data.synthetic.timeline import annotation_rows, plan_timeline
+
+#: JPEG quality of the frames (the release's files are JPEGs of about this quality)
+JPEG_QUALITY = 85
+#: The generator's settings, written at the data set's root: what a frame needs to be redrawn
+RECORD_FILE = "synthetic.json"
 
 
 @dataclass(frozen=True)
@@ -46,30 +52,63 @@ class VideoTask:
     frames_per_video: int | None
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """Everything random about one frame: the embryo's state and the exposure of each plane."""
+
+    run: int
+    state: FrameState
+    blur: float  # focus blur (Gaussian sigma at 500 px), before each plane's own defocus
+    lut: np.ndarray  # the frame's illumination curve
+    noise: dict[str, tuple[int, int, int]]  # plane -> the camera's noise bank and offsets
+
+
+class VideoPlan:
+    """One video's random draws in their fixed order, shared by the rendering of the data set and the
+    redrawing of single frames (``counterfactual.py``): iterate ``frames()`` once, then ``finish()``."""
+
+    def __init__(self, task: VideoTask) -> None:
+        seeds = np.random.SeedSequence([task.seed, task.index]).spawn(3)
+        self.rng, self.plane_rng, self.frame_rng = (np.random.default_rng(seed) for seed in seeds)
+        self.task = task
+        self.events, self.frame_hours, self.stages, self.labelled = plan_timeline(self.rng, task.frames_per_video)
+        self.embryo = EmbryoSimulator(self.rng, task.size, self.events)
+        self.video_gain, self.video_gamma = self.rng.uniform(0.8, 1.2), self.rng.uniform(0.75, 1.3)
+        self.video_blur = self.rng.uniform(0.2, 1.2)
+        self.camera = Camera(self.rng, task.size, noise=self.rng.uniform(0.005, 0.015))
+
+    def frames(self) -> Iterator[FramePlan]:
+        """Each frame's plan, in time order (the embryo advances: one pass only)."""
+        rng = self.rng
+        for run, hours in enumerate(self.frame_hours, start=1):
+            # one generator feeds the embryo, the blur, the illumination and the F0 noise, in this order
+            state = self.embryo.advance(float(hours))
+            unsharp = self.frame_rng.random() < 0.08
+            blur = self.video_blur * (rng.uniform(2.0, 4.0) if unsharp else rng.uniform(0.7, 1.3))
+            lut = illumination_lut(rng, self.video_gain, self.video_gamma)
+            noise = {plane: self.camera.draw_noise(rng if plane == "F0" else self.plane_rng)
+                     for plane in self.task.planes}
+            yield FramePlan(run, state, float(blur), lut, noise)
+
+    def expose(self, frame: FramePlan, plane: str, scene: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
+        """The frame of ``plane`` from a drawn scene."""
+        plane_blur = float(np.hypot(frame.blur, PLANE_DEFOCUS[plane]) * self.task.size / 500.0)
+        return self.camera.expose(scene, box, frame.noise[plane], plane_blur, frame.lut)
+
+
 def render_video(task: VideoTask) -> dict:
     """Render one video into every requested plane, its mask, annotations and times (runs in a worker)."""
-    seeds = np.random.SeedSequence([task.seed, task.index]).spawn(3)
-    rng, plane_rng, frame_rng = (np.random.default_rng(seed) for seed in seeds)
-    events, frame_hours, stages, labelled = plan_timeline(rng, task.frames_per_video)
-    embryo = EmbryoSimulator(rng, task.size, events)
-    s = task.size / 500.0
-    video_gain, video_gamma = rng.uniform(0.8, 1.2), rng.uniform(0.75, 1.3)
-    video_blur = rng.uniform(0.2, 1.2)
-    camera = Camera(rng, task.size, noise=rng.uniform(0.005, 0.015))
+    plan = VideoPlan(task)
+    rng, stages, labelled, frame_hours = plan.rng, plan.stages, plan.labelled, plan.frame_hours
     folders = {plane: plane_dir(task.out, plane) / task.name for plane in task.planes}
     mask_folder = task.out / MASKS_DIR / task.name
     for folder in [*folders.values(), mask_folder]:
         folder.mkdir(parents=True, exist_ok=True)
-    for run, hours in enumerate(frame_hours, start=1):
-        # one generator feeds the embryo, the blur, the illumination and the F0 noise, in this order
-        scene, mask, box = draw_frame(embryo, embryo.advance(float(hours)))
-        blur = video_blur * (rng.uniform(2.0, 4.0) if frame_rng.random() < 0.08 else rng.uniform(0.7, 1.3))
-        lut = illumination_lut(rng, video_gain, video_gamma)
+    for frame in plan.frames():
+        scene, mask, box = draw_frame(plan.embryo, frame.state)
         for plane, folder in folders.items():
-            plane_blur = float(np.hypot(blur, PLANE_DEFOCUS[plane]) * s)
-            frame = camera.expose(scene, box, rng if plane == "F0" else plane_rng, plane_blur, lut)
-            frame.save(folder / frame_name(task.name, run), quality=85)
-        Image.fromarray(mask).save(mask_folder / frame_name(task.name, run, ".png"), compress_level=3)
+            plan.expose(frame, plane, scene, box).save(folder / frame_name(task.name, frame.run), quality=JPEG_QUALITY)
+        Image.fromarray(mask).save(mask_folder / frame_name(task.name, frame.run, ".png"), compress_level=3)
 
     rows = annotation_rows(stages, labelled)
     phases_path(task.out, task.name).write_text("".join(f"{phase},{first},{last}\n" for phase, first, last in rows))
@@ -129,4 +168,8 @@ def generate_dataset(out: Path, videos: int, seed: int, size: int = 500,
         writer.writerows([r["video"], r["grade_icm"], r["grade_te"]] for r in results)
     if quirks:
         inject_quirks(out, results, seed, planes)
+    # last: a set with this record is complete (counterfactual.py redraws its frames from it)
+    (out / RECORD_FILE).write_text(json.dumps({"generator": "embryo_xai.data.synthetic", "videos": videos,
+                                               "seed": seed, "size": size, "focal_planes": list(planes),
+                                               "frames_per_video": frames_per_video, "quirks": quirks}, indent=1))
     return out
