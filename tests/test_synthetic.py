@@ -59,7 +59,7 @@ def test_layout_and_csv_formats(small_set: Path) -> None:
     assert len(videos) == 12 and all(VIDEO_NAME.match(v) for v in videos)
     assert sorted(p.name for p in small_set.iterdir()) == [
         "embryo_dataset", "embryo_dataset_annotations", "embryo_dataset_grades.csv", "embryo_dataset_masks",
-        "embryo_dataset_time_elapsed"]
+        "embryo_dataset_time_elapsed", "synthetic.json"]  # the generator's record (counterfactual.py redraws from it)
     phases_per_video = []
     for video in videos:
         runs = frame_runs(small_set / "embryo_dataset" / video)

@@ -12,8 +12,11 @@ class Canvas:
     and the winner's id, so touching cells get a dark boundary where their distances meet.
     """
 
-    def __init__(self, xs: np.ndarray, ys: np.ndarray, scene: np.ndarray, mask: np.ndarray):
+    def __init__(self, xs: np.ndarray, ys: np.ndarray, scene: np.ndarray, mask: np.ndarray,
+                 labels: np.ndarray | None = None):
         self.xs, self.ys, self.scene, self.mask = xs, ys, scene, mask
+        #: optional int16 instance labels (0 = none): which structure instance each pixel shows (topmost)
+        self.labels = labels
         self.nearest = np.full(scene.shape, 9.0, np.float32)
         self.second = np.full(scene.shape, 9.0, np.float32)
         self.cell_id = np.full(scene.shape, -1, np.int16)
@@ -58,8 +61,9 @@ class Canvas:
         return union
 
     def paint_cells(self, cells: np.ndarray, fill: np.ndarray, line: np.ndarray, codes: np.ndarray,
-                    texture: np.ndarray, line_width: float) -> None:
-        """Tessellate then paint the cells: textured cytoplasm, dark membranes, structure codes in the mask."""
+                    texture: np.ndarray, line_width: float, labels: np.ndarray | None = None) -> None:
+        """Tessellate then paint the cells: textured cytoplasm, dark membranes, structure codes in the mask
+        (and each cell's instance label from ``labels`` where the canvas keeps labels)."""
         box = self.add_cells(cells)
         if box is None:
             return
@@ -75,12 +79,15 @@ class Canvas:
         scene -= membrane * np.append(line, 0.0).astype(np.float32)[ids]
         inside = nearest < 1.0
         mask[inside] = np.append(codes, 0).astype(np.uint8)[ids[inside]]
+        if self.labels is not None and labels is not None:
+            self.labels[box][inside] = np.append(labels, 0).astype(np.int16)[ids[inside]]
         nearest.fill(9.0)
         second.fill(9.0)
         ids.fill(-1)
 
     def blob(self, cx: float, cy: float, a: float, b: float, angle: float, fill: float | None,
-             line: float, line_width: float, code: int = 0, texture: np.ndarray | None = None) -> None:
+             line: float, line_width: float, code: int = 0, texture: np.ndarray | None = None,
+             label: int = 0) -> None:
         """One standalone ellipse (pronucleus, cavity, bulge, nucleolus): optional fill, dark outline."""
         box = self.window(cx, cy, max(a, b) + 2 * line_width + 2)
         if box is None:
@@ -96,3 +103,5 @@ class Canvas:
             scene -= line * np.clip(1.0 - np.abs(1.0 - dist) * radius / line_width, 0.0, 1.0)
         if code:
             self.mask[box][dist < 1.0] = code
+        if label and self.labels is not None:
+            self.labels[box][dist < 1.0] = label
