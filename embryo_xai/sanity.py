@@ -59,26 +59,46 @@ def map_similarity(original: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return masked_spearman(original.float().flatten(1), other.float().flatten(1))
 
 
+def measured_steps(n_blocks: int, steps: int | None) -> list[int]:
+    """0-based cascade steps whose maps are computed: all (``steps`` None), or ``steps`` evenly spaced from
+    the first to the last (the fully randomised model; ``steps=1``: that one only), every block still being
+    randomised in turn."""
+    if steps is None or steps >= n_blocks:
+        return list(range(n_blocks))
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 or null (all), got {steps}")
+    if steps == 1:
+        return [n_blocks - 1]
+    return sorted({round(x) for x in torch.linspace(0, n_blocks - 1, steps).tolist()})
+
+
 def parameter_randomisation(model: nn.Module, explainer, images: torch.Tensor, targets: torch.Tensor,
-                            seed: int = 0) -> list[tuple[str, torch.Tensor]]:
-    """[(block randomised last, (B,) Spearman to the original maps)] along the cascade; ``model`` untouched."""
-    original = explainer(model, images, targets)
+                            seed: int = 0, steps: int | None = None,
+                            original: torch.Tensor | None = None) -> list[tuple[str, torch.Tensor]]:
+    """[(block randomised last, (B,) Spearman to the original maps)] along the cascade, at the
+    ``measured_steps``; ``model`` untouched. ``original``: the maps of ``model``, when already computed."""
+    original = explainer(model, images, targets) if original is None else original
     randomised = copy.deepcopy(model)
+    blocks = randomisation_blocks(randomised)
+    measured = measured_steps(len(blocks), steps)
     results = []
-    for step, (name, block) in enumerate(randomisation_blocks(randomised)):
+    for step, (name, block) in enumerate(blocks):
         reinitialise(block, seed + step)
-        results.append((name, map_similarity(original, explainer(randomised, images, targets))))
+        if step in measured:
+            results.append((name, map_similarity(original, explainer(randomised, images, targets))))
     return results
 
 
 def random_logit(model: nn.Module, explainer, images: torch.Tensor, targets: torch.Tensor,
-                 seed: int = 0) -> torch.Tensor:
-    """(B,) Spearman between the maps of ``targets`` and of another class per image (uniform, seeded)."""
+                 seed: int = 0, original: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) Spearman between the maps of ``targets`` (``original`` if given) and of another class per image
+    (uniform over the other classes, seeded)."""
     with torch.inference_mode():
         n_classes = model(images[:1]).shape[1]
     generator = torch.Generator().manual_seed(seed)
     shift = torch.randint(1, n_classes, (len(targets),), generator=generator).to(targets.device)
-    return map_similarity(explainer(model, images, targets), explainer(model, images, (targets + shift) % n_classes))
+    original = explainer(model, images, targets) if original is None else original
+    return map_similarity(original, explainer(model, images, (targets + shift) % n_classes))
 
 
 def flag_insensitive(similarity_after_full_randomisation: torch.Tensor,

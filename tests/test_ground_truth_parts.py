@@ -22,6 +22,7 @@ from embryo_xai.metrics.localisation import (
 from embryo_xai.models import create_model
 from embryo_xai.sanity import (
     flag_insensitive,
+    measured_steps,
     parameter_randomisation,
     random_logit,
     randomisation_blocks,
@@ -116,6 +117,15 @@ def test_cascade_runs_head_first_and_leaves_the_model_untouched() -> None:
     edges = parameter_randomisation(model, create_explainer("sobel", map_size=8), images, targets)
     assert all(torch.allclose(similarity, torch.ones(4)) for _, similarity in edges)
     assert flag_insensitive(edges[-1][1]) and not flag_insensitive(torch.tensor([0.1, 0.2, float("nan")]))
+
+
+def test_measured_steps_end_with_the_fully_randomised_model() -> None:
+    assert measured_steps(6, None) == list(range(6)) and measured_steps(6, 9) == list(range(6))
+    assert measured_steps(6, 3) == [0, 2, 5] and measured_steps(6, 1) == [5]
+    model, images = tiny_cnn(), torch.rand(2, 3, 64, 64)
+    steps = parameter_randomisation(model, create_explainer("sobel", map_size=4), images, torch.tensor([0, 1]),
+                                    steps=2)
+    assert [name for name, _ in steps] == ["head", "backbone.stem"]
 
 
 def test_random_logit_separates_class_sensitive_methods() -> None:
