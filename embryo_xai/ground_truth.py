@@ -213,7 +213,7 @@ def run(cfg: DictConfig) -> dict:
                                        "spearman"]).to_csv(out.sanity_file, index=False)
     timings["total_s"] = time.perf_counter() - started
     summary = {"n_images": len(image_ids), "n_structures": int(flat_valid.sum()), "approaches": len(runs),
-               "timings": timings}
+               "runs": [str(r.dir.resolve()) for r in runs], "timings": timings}
     write_json(out.summary_file, summary)
     log.info("ground truth of %d approaches on %d images (%d structures) in %.0f s -> %s", len(runs),
              len(image_ids), summary["n_structures"], timings["total_s"], out.dir)

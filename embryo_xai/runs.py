@@ -322,7 +322,8 @@ class GroundTruthRun:
     ``counterfactuals.npz`` (each explained frame redrawn without each structure), ``importance.csv``
     (per model, image and structure: the drop of the explained class's score), ``rows.csv`` (per
     approach and image: ground-truth faithfulness and localisation), ``sanity.csv`` (model-parameter
-    randomisation and random-logit similarities) and ``ground_truth.json`` (done, or why skipped; timings).
+    randomisation and random-logit similarities) and ``ground_truth.json`` (done, or why skipped; the runs
+    scored; timings).
     The control pseudo-explainers' faithfulness runs live in ``controls/``."""
 
     dir: Path

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from scipy.stats import spearmanr
 
-from embryo_xai.analysis.meta_evaluation import controls_last, meta_evaluate
+from embryo_xai.analysis.meta_evaluation import controls_last, meta_evaluate, tau_complete_cases
 from embryo_xai.metrics.ground_truth import (
     ground_truth_faithfulness,
     masked_spearman,
@@ -114,6 +114,13 @@ def test_meta_evaluation_finds_the_metric_that_ranks_like_the_ground_truth() -> 
     assert table.loc["same", "ci_low"] <= 1.0 <= table.loc["same", "ci_high"] + 1e-12
     assert table["controls_last"].tolist() == [True, False, False]  # sorted by tau: same, noise, reversed
     assert list(table.index) == ["same", "noise", "reversed"]
+
+
+def test_tau_leaves_out_the_approaches_undefined_on_an_image() -> None:
+    x = np.array([[1.0, 2.0, 3.0, np.nan], [1.0, 2.0, np.nan, np.nan], [3.0, 2.0, 1.0, 0.0]])
+    y = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    tau = tau_complete_cases(x, y)
+    assert tau[0] == pytest.approx(1.0) and np.isnan(tau[1]) and tau[2] == pytest.approx(-1.0)
 
 
 def test_controls_last_needs_every_control_below_every_real_approach() -> None:

@@ -60,13 +60,31 @@ def controls_last(signed_means: np.ndarray, is_control: np.ndarray) -> bool:
     return bool(controls.max() < real.min())
 
 
+#: fewest approaches an image must have both values for: fewer make a ranking of two, tau +-1 by chance
+MIN_APPROACHES = 3
+
+
+def tau_complete_cases(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N,) Kendall tau-b of each row of ``x`` and ``y`` (N, A) over the approaches defined in both (an
+    undefined metric or ground truth leaves that approach out of that image); NaN with fewer than
+    ``MIN_APPROACHES``."""
+    both = np.isfinite(x) & np.isfinite(y)
+    tau = np.full(len(x), np.nan)
+    complete = both.all(1)
+    tau[complete] = tau_b_rows(x[complete], y[complete]) if complete.any() else tau[complete]
+    for row in np.flatnonzero(~complete & (both.sum(1) >= MIN_APPROACHES)):
+        tau[row] = tau_b_rows(x[row, both[row]], y[row, both[row]])[0]
+    return tau
+
+
 def meta_evaluate(signed: np.ndarray, reference: np.ndarray, names: list[str], families: list[str],
                   is_control: np.ndarray, n_resamples: int = 1000, seed: int = 0,
                   level: float = 0.95) -> MetaEvaluation:
     """``signed`` (A, K, N): K metrics of A approaches on N images, signed so higher is better;
-    ``reference`` (A, N): ground-truth faithfulness. Per metric: per-image tau-b with the reference
-    (NaN where either ranking is constant), its mean and bootstrap CI, and `controls_last`."""
-    per_image = np.stack([tau_b_rows(signed[:, k].T, reference.T) for k in range(signed.shape[1])])
+    ``reference`` (A, N): ground-truth faithfulness. Per metric: per-image tau-b with the reference over the
+    approaches defined in both (NaN where either ranking is constant), its mean and bootstrap CI, and
+    `controls_last`."""
+    per_image = np.stack([tau_complete_cases(signed[:, k].T, reference.T) for k in range(signed.shape[1])])
     mean, low, high = bootstrap_interval(per_image, n_resamples, seed, level)
     means = nanmean(signed, axis=2)  # (A, K)
     table = pd.DataFrame({

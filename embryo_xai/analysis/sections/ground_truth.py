@@ -3,6 +3,8 @@ checks, and the meta-evaluation "which metric agrees with the ground truth" (``a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
@@ -86,8 +88,8 @@ def section(study: Study, writer: ReportWriter, cfg: DictConfig) -> list[Section
     rows, sanity = run.table(run.rows_file), run.table(run.sanity_file)
     if rows is None:
         return [Section(TITLE, [f"`{run.rows_file}` is empty: rerun `python -m embryo_xai.ground_truth`."])]
-    controls = [r.dir for r in FaithfulnessRun.find([run.controls_dir])]
-    full = load_study([d for dirs in study.run_dirs.values() for d in dirs] + controls, [], controls=True)
+    scored = [Path(d) for d in summary.get("runs", [])] or [r.dir for r in FaithfulnessRun.find([run.controls_dir])]
+    full = load_study(sorted({*scored, *(d for dirs in study.run_dirs.values() for d in dirs)}), [], controls=True)
     n_boot, seed, level = int(cfg.get("bootstrap", 0) or 0), int(cfg.get("seed", 0)), float(cfg.get("ci", 0.95))
     localisation = [m for m in LOCALISATION_METRICS if m in rows.columns]
     columns = [REFERENCE, "gt_top1", *localisation]
