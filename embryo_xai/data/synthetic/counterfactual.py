@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,13 +115,11 @@ def render_many(root: Path, frames: list[tuple[str, int]], workers: int = 1) -> 
         by_video[video].append(int(run))
     jobs = [(Path(root), video, runs) for video, runs in by_video.items()]
     if workers > 1:
-        import multiprocessing
-
         with multiprocessing.get_context().Pool(workers) as pool:
             results = pool.starmap(render_video_frames, jobs)
     else:
         results = [render_video_frames(*job) for job in jobs]
-    rendered = {(video, run): c for result in results for run, c in result.items() for video in [c.video]}
+    rendered = {(c.video, run): c for result in results for run, c in result.items()}
     return [rendered[(video, int(run))] for video, run in frames]
 
 
