@@ -6,7 +6,8 @@ faithfulness on `make run`'s trained models, ~10 min) runs only when named."""
 import importlib
 import sys
 
-BENCHES = ["bench_data", "bench_explainers", "bench_metrics", "bench_road", "bench_scorecam_memory"]
+BENCHES = ["bench_data", "bench_explainers", "bench_metrics", "bench_road", "bench_scorecam_memory",
+           "bench_ground_truth"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or BENCHES
