@@ -65,7 +65,9 @@ class RandomMap(ControlExplainer):
         self.seed = int(seed)
 
     def control_maps(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        pixels = (images * 255).round().to(torch.uint8).cpu().numpy()
+        # quantised to 1/255 as int32 (well defined for any value range), so float noise below a grey
+        # level does not change the seed
+        pixels = (images.float() * 255).round().to(torch.int32).cpu().numpy()
         # the CPU generator keeps 32 bits of a seed: the seed enters as the CRC's start value
         maps = [torch.rand(size, generator=torch.Generator().manual_seed(zlib.crc32(p.tobytes(), self.seed)))
                 for p in pixels]
