@@ -33,6 +33,7 @@ from embryo_xai.analysis.sections import (
     ground_truth,
     kendall,
     means_only,
+    morphokinetics,
     ranking,
     reliability,
     tables,
@@ -46,6 +47,7 @@ TITLE = "Faithfulness of saliency maps for embryo stage recognition"
 # The report's order after "Inputs"; per-image sections give way to `means_only` for a published table.
 SECTIONS: tuple[SectionFunction, ...] = (
     tables.section,
+    morphokinetics.section,
     kendall.section,
     reliability.section,
     ground_truth.section,

@@ -28,6 +28,9 @@ from embryo_xai.utils import write_json
 ROW_COLUMNS = ("model", "method", "image_id", "video", "run", "label", "stage", "prediction", "score",
                "metric", "value")
 IMAGE_COLUMNS = ("image_id", "video", "run", "label", "stage")
+#: Columns of ``test_predictions.csv``: ``hours`` since insemination (NaN without a timing file) and the
+#: ``decoded`` stage (the monotone Viterbi path of the video, ``morphokinetics.decode_monotone``; -1 when off).
+PREDICTION_COLUMNS = ("video", "run", "label", "stage", "prediction", "hours", "decoded")
 
 
 class RunFile:
@@ -73,13 +76,13 @@ class TrainingRun:
         OmegaConf.save(cfg, self.config_file, resolve=True)
 
     def write_test_results(self, results: dict, predictions: Iterable[Sequence] = ()) -> None:
-        """``test_metrics.json`` and ``test_predictions.csv`` (video, run, label, stage, prediction)."""
+        """``test_metrics.json`` and ``test_predictions.csv`` (rows of ``PREDICTION_COLUMNS``)."""
         write_json(self.metrics_file, results)
         predictions = list(predictions)
         if predictions:
             with open(self.predictions_file, "w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(["video", "run", "label", "stage", "prediction"])
+                writer.writerow(PREDICTION_COLUMNS)
                 writer.writerows(predictions)
 
     # -- readers -------------------------------------------------------------------------------
@@ -104,6 +107,17 @@ class TrainingRun:
     @property
     def per_stage_acc(self) -> dict[str, float]:
         return {k: _float(v) for k, v in (self.results.get("per_stage_acc") or {}).items()}
+
+    @property
+    def morphokinetics(self) -> dict:
+        """p, p_v, p_t and onset errors with CIs (``morphokinetics.figures_of_merit``); {} if not computed."""
+        return self.results.get("morphokinetics") or {}
+
+    def predictions(self) -> pd.DataFrame | None:
+        """``test_predictions.csv`` (None when absent); runs written before the timeline columns lack them."""
+        if not self.predictions_file.is_file():
+            return None
+        return pd.read_csv(self.predictions_file)
 
     @property
     def class_counts(self) -> dict[str, dict[str, int]]:

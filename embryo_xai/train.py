@@ -15,6 +15,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from embryo_xai import morphokinetics
+from embryo_xai.data.layout import time_elapsed_path
+from embryo_xai.data.reader import Frame, read_time_elapsed
 from embryo_xai.data.stages import STAGES
 from embryo_xai.errors import UsageError, exit_on_usage_error
 from embryo_xai.models.checkpoint import read_checkpoint
@@ -46,12 +49,32 @@ def write_test_outputs(run: TrainingRun, cfg: DictConfig, model, datamodule, met
     }
     predictions = []
     if model.test_predictions:
-        rows = {k: torch.cat([p[k] for p in model.test_predictions]).tolist() for k in model.test_predictions[0]}
-        frames = datamodule.datasets["test"].frames
-        predictions = [(frames[index].video, frames[index].run, label, STAGES[label], prediction)
-                       for index, label, prediction in zip(rows["index"], rows["label"], rows["prediction"])]
+        outputs = {k: torch.cat([p[k] for p in model.test_predictions]) for k in model.test_predictions[0]}
+        frames = [datamodule.datasets["test"].frames[i] for i in outputs["index"].tolist()]
+        hours = frame_hours(datamodule.root, frames)
+        decoded = torch.full_like(outputs["label"], -1)
+        options = cfg.get("morphokinetics") or {}
+        if options.get("decoding", True):
+            payload["morphokinetics"], decoded = morphokinetics.evaluate(
+                [f.video for f in frames], outputs["run"], hours.to(outputs["label"].device), outputs["label"],
+                outputs["log_probs"], options.get("tolerances_h"), options.get("n_resamples", 1000),
+                options.get("seed", 0))
+        rows = zip(frames, outputs["label"].tolist(), outputs["prediction"].tolist(), hours.tolist(), decoded.tolist())
+        predictions = [(f.video, f.run, label, STAGES[label], prediction, hour, stage)
+                       for f, label, prediction, hour, stage in rows]
     run.write_test_results(payload, predictions)
     return payload
+
+
+def frame_hours(root: Path, frames: list[Frame]) -> torch.Tensor:
+    """Hours since insemination of each frame from its video's timing file (NaN where there is none)."""
+    times: dict[str, dict[int, float]] = {}
+    for video in {f.video for f in frames}:
+        path = time_elapsed_path(Path(root), video)
+        times[video] = read_time_elapsed(path) if path.is_file() else {}
+        if not times[video]:
+            log.warning("no frame times for video %s (%s): its onsets are left out of p_t", video, path)
+    return torch.tensor([times[f.video].get(f.run, float("nan")) for f in frames], dtype=torch.float64)
 
 
 def test_only_checkpoint(cfg: DictConfig) -> str:
@@ -100,7 +123,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
         if trainer.is_global_zero:
-            write_test_outputs(run, cfg, model, datamodule, metrics, best or None)
+            payload = write_test_outputs(run, cfg, model, datamodule, metrics, best or None)
+            if payload.get("morphokinetics"):
+                timeline = morphokinetics.scalars(payload["morphokinetics"])
+                metrics.update(timeline)
+                for logger in loggers:
+                    logger.log_metrics(timeline)
             log.info("test per-video accuracy: %.4f (frame accuracy %.4f); run dir: %s",
                      metrics.get("test/acc_video", float("nan")), metrics.get("test/acc_frame", float("nan")),
                      output_dir)

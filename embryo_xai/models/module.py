@@ -80,8 +80,8 @@ class EmbryoLitModule(pl.LightningModule):
         # wall time of the training part of the epoch (validation excluded), for the README's table
         self.log("train/epoch_seconds", time.perf_counter() - self._epoch_started, on_epoch=True)
 
-    def _evaluate(self, batch: dict, split: str) -> torch.Tensor:
-        logits = self.net(self._images(batch))
+    def _evaluate(self, batch: dict, split: str, logits: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.net(self._images(batch)) if logits is None else logits
         preds = logits.argmax(dim=1)
         metrics = self.metrics[split]
         for metric in metrics.values():
@@ -94,10 +94,13 @@ class EmbryoLitModule(pl.LightningModule):
         self._evaluate(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        preds = self._evaluate(batch, "test")
+        logits = self.net(self._images(batch))
+        preds = self._evaluate(batch, "test", logits)
         self.test_per_stage.update(preds, batch["label"])
+        # per-frame log-probabilities: the morphokinetic evaluation decodes each video's sequence of them
         self.test_predictions.append({"index": batch["index"], "label": batch["label"], "prediction": preds,
-                                      "video_idx": batch["video_idx"], "run": batch["run"]})
+                                      "video_idx": batch["video_idx"], "run": batch["run"],
+                                      "log_probs": logits.float().log_softmax(dim=1)})
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
@@ -112,7 +115,8 @@ class EmbryoLitModule(pl.LightningModule):
             return
         local = {k: torch.cat([p[k] for p in self.test_predictions]) for k in self.test_predictions[0]}
         if self.trainer.world_size > 1:
-            local = {k: self.all_gather(v).flatten() for k, v in local.items()}
+            # (world, N, ...) -> (world * N, ...): log-probabilities keep their class axis
+            local = {k: self.all_gather(v).flatten(0, 1) for k, v in local.items()}
         order = torch.argsort(local["index"], stable=True)
         local = {k: v[order] for k, v in local.items()}
         first = torch.ones_like(local["index"], dtype=torch.bool)
