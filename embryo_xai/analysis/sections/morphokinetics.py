@@ -71,7 +71,7 @@ def timeline_figure(predictions: dict[str, pd.DataFrame], videos: list[str], ste
             rows = frame[frame["video"] == video].sort_values("run")
             x = rows["hours"].to_numpy(float) if rows["hours"].notna().all() else rows["run"].to_numpy(float)
             ax.step(x, rows["label"], where="post", color="black", lw=2.2, label="annotated")
-            ax.plot(x, rows["prediction"], ".", color="tab:orange", ms=3, alpha=0.7, label="raw argmax")
+            ax.plot(x, rows["prediction"], ".", color="tab:orange", ms=3, alpha=0.8, zorder=3, label="raw argmax")
             if (rows["decoded"] >= 0).any():
                 ax.step(x, rows["decoded"], where="post", color="tab:blue", lw=1.3, label="decoded")
             if row == 0:
