@@ -99,7 +99,8 @@ def test_p_t_and_onset_errors_on_hand_built_transitions():
     # wrong: frame 4 (still tPB2) and frames 8-10 (still tPNa)
     assert results["p"]["mean"] == pytest.approx(8 / 12)
     assert results["p_v"]["mean"] == pytest.approx(8 / 12)
-    # tolerance 1 h for both events: tPNa hit (0.5 h), tPNf missed (1.5 h)
+    # the paper's tolerances: tPNa hit (0.5 h late, within 1.13 h), tPNf missed (1.5 h late, beyond 0.50 h)
+    assert TOLERANCES_H["tPNa"] > 0.5 and TOLERANCES_H["tPNf"] < 1.5
     assert results["p_t"]["mean"] == pytest.approx(0.5)
     assert results["onset_error_h"]["mean"] == pytest.approx(1.0)
     by_event = results["onset_error_by_event_h"]
@@ -122,6 +123,21 @@ def test_a_transition_never_reached_is_a_miss_and_videos_average():
     assert results["p"]["mean"] == pytest.approx(0.75)
     assert results["p_t"]["low"] <= 0.5 <= results["p_t"]["high"]
     assert results["per_stage"]["p"]["sPNa"] == pytest.approx(0.5)
+
+
+def test_a_skipped_phase_is_a_p_t_miss_but_has_an_onset_error():
+    # annotated 0 1 2 3 every hour; decoded 0 0 2 3 skips tPNa: its onset (from tPNf's, 2 h) is 1 h late,
+    # within tPNa's 1.13 h, but the sequence never enters tPNa, so only tPNf and t2 are found
+    labels = torch.tensor([0, 1, 2, 3])
+    predicted = [0, 0, 2, 3]
+    results, decoded = evaluate(["v"] * 4, torch.arange(1, 5), torch.arange(4, dtype=torch.float64), labels,
+                                one_hot_log_probs(predicted), n_resamples=20)
+    assert decoded.tolist() == predicted
+    assert results["p_t"]["mean"] == pytest.approx(2 / 3)
+    assert results["p_t_by_event"]["tPNa"]["mean"] == 0.0
+    assert results["onset_error_by_event_h"]["tPNa"]["mean"] == pytest.approx(1.0)
+    assert results["onset_error_h"]["mean"] == pytest.approx(1 / 3)
+    assert "tPB2" not in results["tolerances_h"] and results["tolerances_h"]["t2"] == TOLERANCES_H["t2"]
 
 
 def test_decoding_raises_frame_accuracy_of_a_noisy_sequence():

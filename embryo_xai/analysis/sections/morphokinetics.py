@@ -99,8 +99,9 @@ def section(study: Study, writer: ReportWriter, cfg: DictConfig) -> list[Section
         "The data set paper's figures of merit (Gomez et al. 2022), per test video then averaged, with 95% "
         "bootstrap intervals over videos: **p** frame accuracy of the raw argmax; **p_v** frame accuracy after "
         "Viterbi decoding into a monotone stage sequence (stages stay or move forward, skips allowed); **p_t** "
-        "share of annotated phase transitions whose decoded onset lies within the event's tolerance; **onset "
-        f"error** mean absolute error of the decoded onsets (hours). Tolerances: {tolerances}.",
+        "share of annotated phase transitions the decoded sequence enters within the event's tolerance (one "
+        "standard deviation of its timing, the paper's values); **onset error** mean absolute error of the "
+        f"decoded onsets (hours). Tolerances: {tolerances}.",
         Table(shown),
         "Files: `morphokinetics.csv` (means and bounds), `morphokinetics_onset_errors.csv` (per event).",
     ])
