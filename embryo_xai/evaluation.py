@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,12 +149,13 @@ def batch_rows(run: ApproachRun, dataset: FrameDataset, image_ids: Sequence[int]
 
 def evaluate_approach(model: nn.Module, dataset: FrameDataset, image_ids: Sequence[int], run: ApproachRun,
                       device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, on_batch: Callable[[int], None] | None = None) -> dict:
     """Explain and score ``image_ids`` of ``dataset`` into ``run.run`` (claimed by the caller).
 
     With ``world_size > 1`` (an initialised process group) each rank explains ``image_ids[rank::world]``
     and rank 0 gathers and writes every row, in the same order as a single process would.
-    Returns the summary (also written to ``summary.json``).
+    Returns the summary (also written to ``summary.json``). ``on_batch(images_done)`` is called on
+    rank 0 after each batch is written (W&B progress).
     """
     out, evaluation = run.run, run.evaluation
     check_method_applies(model, run.model_name, run.method)
@@ -190,6 +191,8 @@ def evaluate_approach(model: nn.Module, dataset: FrameDataset, image_ids: Sequen
         if rank == 0:
             _write_batch(run, dataset, batch_ids, [part for part in gathered if part is not None])
         bar.update(len(batch_ids))
+        if rank == 0 and on_batch is not None:
+            on_batch(len(image_ids) - len(todo) + bar.n)  # resumed images count as done
     bar.close()
     summary = None
     if rank == 0:

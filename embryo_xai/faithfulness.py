@@ -23,6 +23,7 @@ from embryo_xai.errors import CheckpointError, exit_on_usage_error
 from embryo_xai.evaluation import ApproachRun, EvaluationConfig, check_names, evaluate_approach
 from embryo_xai.models.checkpoint import load_classifier
 from embryo_xai.runs import FaithfulnessRun, TrainingRun
+from embryo_xai.tracking import faithfulness_payload, init_run
 from embryo_xai.utils import compose_job
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,19 @@ def run(cfg: DictConfig) -> dict:
     accuracy = training.acc_video
     approach.claim({"train_run": str(training.dir.resolve()), "ckpt": str(ckpt.resolve()),
                     "train_accuracy": None if math.isnan(accuracy) else accuracy, "data": data_cfg})
-    summary = evaluate_approach(model, test_set, image_ids, approach, device=resolve_device(cfg.device))
+    # one W&B run per approach, in the study's group; progress (images done) is its step, so it can be watched live
+    tracker = init_run(cfg, "faithfulness", str(cfg.run_name), cfg.paths.output_dir)
+    on_batch = None if tracker is None else (lambda done: tracker.log({"faithfulness/images_done": done}, step=done))
+    try:
+        summary = evaluate_approach(model, test_set, image_ids, approach, device=resolve_device(cfg.device),
+                                    on_batch=on_batch)
+        if tracker is not None:
+            payload = faithfulness_payload(approach.run, summary, "faithfulness")
+            tracker.log(payload, step=summary["n_images"])
+            tracker.summary.update({k: v for k, v in payload.items() if "/mean/" in k or "/undefined/" in k})
+    finally:
+        if tracker is not None:
+            tracker.finish()
     means = ", ".join(f"{k}={v:.4f}" for k, v in summary["means"].items())
     log.info("%s on %d images: %s -> %s", approach.approach.label, summary["n_images"], means, approach.run.dir)
     return summary

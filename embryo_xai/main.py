@@ -30,6 +30,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from embryo_xai import tracking
 from embryo_xai.errors import UsageError, exit_on_usage_error
 from embryo_xai.utils import CONF_DIR
 
@@ -64,6 +65,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         raise UsageError(f"unknown model(s) {', '.join(unknown)} in models=; models: {', '.join(known)}")
     out = Path(cfg.out).resolve()
     steps: list[Step] = []
+    group = f"study_name={tracking.study_name(cfg)}"  # one W&B group for every step of the study
 
     warm = study.warm_start
     if warm and warm["from"] in models and models.index(warm["from"]) != 0:
@@ -71,7 +73,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         models.insert(0, warm["from"])  # the others start from its backbone: train it first
     distill = study.distill or {}
     for model in models:
-        overrides = [*study.train, f"model={model}"]
+        overrides = [*study.train, f"model={model}", group]
         source = None
         if warm and model != warm["from"]:
             source = out / "train" / warm["from"] / "checkpoints" / "best.ckpt"
@@ -87,7 +89,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         steps.append(Step(f"train {model}", TRAIN, overrides, run_dir, run_dir / "test_metrics.json", source))
     for model, method in approaches(models, list(study.posthoc_methods)):
         run_dir = out / "faithfulness" / f"{model}-{method}"
-        overrides = [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}",
+        overrides = [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}", group,
                      *study.faithfulness, *study.method_overrides.get(method, []), *extra.faithfulness]
         steps.append(Step(f"faithfulness {model} / {method}", FAITHFULNESS, overrides, run_dir,
                           run_dir / "summary.json"))
@@ -98,7 +100,8 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         # the controls explain the CNN like the post-hoc methods, into the ground-truth run's controls/
         for method in ground_truth.controls if "cnn" in models else []:
             run_dir = truth_dir / "controls" / f"cnn-{method}"
-            overrides = ["model=cnn", f"method={method}", f"train_run={out / 'train' / 'cnn'}", *study.faithfulness,
+            overrides = ["model=cnn", f"method={method}", f"train_run={out / 'train' / 'cnn'}", group,
+                         *study.faithfulness,
                          *extra.faithfulness]
             steps.append(Step(f"faithfulness cnn / {method} (control)", FAITHFULNESS, overrides, run_dir,
                               run_dir / "summary.json"))
@@ -106,7 +109,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
                                                          *ground_truth.overrides, *extra.ground_truth],
                           truth_dir, truth_dir / "ground_truth.json"))
         runs.append(truth_dir)
-    steps.append(Step("report", REPORT, [f"runs=[{','.join(map(str, runs))}]", *study.report, *extra.report],
+    steps.append(Step("report", REPORT, [f"runs=[{','.join(map(str, runs))}]", group, *study.report, *extra.report],
                       out / "report"))
     return steps
 

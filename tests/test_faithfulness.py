@@ -166,7 +166,7 @@ def test_callback_after_test_writes_rows_and_logs(tiny_dataset, tmp_path):
         rows = read_rows(out / "faithfulness" / f"cnn-{method}")
         assert len(rows) == 3 * 10
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
-    assert "faithfulness/gradcampp/dauc" in logged
+    assert "faithfulness/gradcampp/mean/dauc" in logged
     settings = FaithfulnessRun(out / "faithfulness" / "cnn-am").settings()
     assert Path(settings["train_run"]) == out and settings["n_images"] == 3
     assert settings["train_accuracy"] == pytest.approx(TrainingRun(out).acc_video)

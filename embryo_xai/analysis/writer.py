@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from embryo_xai.analysis.document import Figure, Section, render_html, render_markdown
 from embryo_xai.analysis.tables import write_table
@@ -70,17 +70,16 @@ class ReportWriter:
         return report_md
 
     def log_wandb(self, cfg: DictConfig) -> None:
-        """Log the tables and figures to W&B (offline by default: `wandb sync` uploads later)."""
+        """Log every table and figure to W&B (a ``report`` run in the study's group; offline unless
+        ``wandb=online``: `wandb sync` uploads later)."""
         import wandb
 
-        mode = "online" if str(cfg.wandb) == "online" else "offline"
-        run = wandb.init(
-            project=cfg.get("wandb_project", "embryo_xai"),
-            dir=str(self.out_dir),
-            mode=mode,
-            job_type="report",
-            config=OmegaConf.to_container(cfg, resolve=False),
-        )
+        from embryo_xai.tracking import init_run
+
+        settings = {"project": cfg.get("wandb_project", "embryo_xai"), "offline": str(cfg.wandb) != "online"}
+        run = init_run(cfg, "report", f"report-{self.out_dir.name}", self.out_dir, settings)
+        if run is None:
+            return
         payload = {
             f"table/{name}": wandb.Table(dataframe=frame.reset_index(drop=True).replace({np.nan: None}))
             for name, frame in self.tables.items()

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 from embryo_xai.evaluation import ApproachRun, EvaluationConfig, check_names, evaluate_approach
 from embryo_xai.metrics import METRIC_NAMES
 from embryo_xai.runs import FaithfulnessRun
+from embryo_xai.tracking import faithfulness_payload
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,9 @@ class FaithfulnessCallback(pl.Callback):
                     self._log(trainer, run, summary)
 
     def _log(self, trainer: pl.Trainer, run: ApproachRun, summary: dict) -> None:
-        means = {f"faithfulness/{run.method}/{k}": v for k, v in summary["means"].items()}
+        means = {f"faithfulness/{run.method}/mean/{k}": v for k, v in summary["means"].items()}
         log.info("faithfulness of %s: %s", run.approach.label, means)
         for logger in trainer.loggers:
             logger.log_metrics(means, step=trainer.global_step)
-            if isinstance(logger, WandbLogger):
-                logger.log_table(key=f"faithfulness/{run.method}/rows", dataframe=run.run.rows())
+            if isinstance(logger, WandbLogger):  # the entry point's keys, under the method (one run, many methods)
+                logger.experiment.log(faithfulness_payload(run.run, summary, f"faithfulness/{run.method}"))
