@@ -50,6 +50,7 @@ class Step:
     run_dir: Path
     done: Path | None = None  # written when the step finished: it is skipped then (the report always runs)
     needs: Path | None = None  # a checkpoint an earlier step (or run) must have written: the warm-start source
+    study_name: str | None = None  # the W&B group, passed as study_name=... to the steps that log to W&B
 
 
 def approaches(models: list[str], posthoc: list[str]) -> list[tuple[str, str]]:
@@ -65,7 +66,6 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         raise UsageError(f"unknown model(s) {', '.join(unknown)} in models=; models: {', '.join(known)}")
     out = Path(cfg.out).resolve()
     steps: list[Step] = []
-    group = f"study_name={tracking.study_name(cfg)}"  # one W&B group for every step of the study
 
     warm = study.warm_start
     if warm and warm["from"] in models and models.index(warm["from"]) != 0:
@@ -73,7 +73,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         models.insert(0, warm["from"])  # the others start from its backbone: train it first
     distill = study.distill or {}
     for model in models:
-        overrides = [*study.train, f"model={model}", group]
+        overrides = [*study.train, f"model={model}"]
         source = None
         if warm and model != warm["from"]:
             source = out / "train" / warm["from"] / "checkpoints" / "best.ckpt"
@@ -89,7 +89,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         steps.append(Step(f"train {model}", TRAIN, overrides, run_dir, run_dir / "test_metrics.json", source))
     for model, method in approaches(models, list(study.posthoc_methods)):
         run_dir = out / "faithfulness" / f"{model}-{method}"
-        overrides = [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}", group,
+        overrides = [f"model={model}", f"method={method}", f"train_run={out / 'train' / model}",
                      *study.faithfulness, *study.method_overrides.get(method, []), *extra.faithfulness]
         steps.append(Step(f"faithfulness {model} / {method}", FAITHFULNESS, overrides, run_dir,
                           run_dir / "summary.json"))
@@ -100,8 +100,7 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
         # the controls explain the CNN like the post-hoc methods, into the ground-truth run's controls/
         for method in ground_truth.controls if "cnn" in models else []:
             run_dir = truth_dir / "controls" / f"cnn-{method}"
-            overrides = ["model=cnn", f"method={method}", f"train_run={out / 'train' / 'cnn'}", group,
-                         *study.faithfulness,
+            overrides = ["model=cnn", f"method={method}", f"train_run={out / 'train' / 'cnn'}", *study.faithfulness,
                          *extra.faithfulness]
             steps.append(Step(f"faithfulness cnn / {method} (control)", FAITHFULNESS, overrides, run_dir,
                               run_dir / "summary.json"))
@@ -109,8 +108,11 @@ def plan_steps(cfg: DictConfig) -> list[Step]:
                                                          *ground_truth.overrides, *extra.ground_truth],
                           truth_dir, truth_dir / "ground_truth.json"))
         runs.append(truth_dir)
-    steps.append(Step("report", REPORT, [f"runs=[{','.join(map(str, runs))}]", group, *study.report, *extra.report],
+    steps.append(Step("report", REPORT, [f"runs=[{','.join(map(str, runs))}]", *study.report, *extra.report],
                       out / "report"))
+    name = tracking.study_name(cfg)  # one W&B group for every step of the study
+    for step in steps:
+        step.study_name = name if step.module in (TRAIN, FAITHFULNESS, REPORT) else None
     return steps
 
 
@@ -148,13 +150,14 @@ def run_step(step: Step) -> None:
         return
     log.info("[run ] %s", step.title)
     start = time.perf_counter()
+    overrides = [*step.overrides, f"study_name={step.study_name}"] if step.study_name else step.overrides
     if step.module == FAITHFULNESS:  # in this process: saves the ~6 s of imports a subprocess pays per approach
         from embryo_xai.faithfulness import run_in_process
 
         with _outside_this_hydra_run():
-            run_in_process(step.overrides, step.run_dir)
+            run_in_process(overrides, step.run_dir)
     else:
-        result = subprocess.run([sys.executable, "-m", step.module, *step.overrides, f"hydra.run.dir={step.run_dir}"])
+        result = subprocess.run([sys.executable, "-m", step.module, *overrides, f"hydra.run.dir={step.run_dir}"])
         if result.returncode != 0:  # the step printed its own error above
             raise UsageError(f"step '{step.title}' failed (exit {result.returncode}); its log: {step.run_dir}")
     log.info("[done] %s in %.0f s", step.title, time.perf_counter() - start)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -140,11 +141,21 @@ def test_disabled_environment_logs_nothing(tiny_train_run, tmp_path: Path, monke
     assert not (run_dir / "wandb").exists()
 
 
-def test_study_runner_names_the_study_in_every_step(tmp_path: Path) -> None:
-    steps = study_runner.plan_steps(compose_config("main", [f"out={tmp_path / 'out'}", "study_name=mystudy"],
-                                                   tmp_path))
-    assert steps and all("study_name=mystudy" in step.overrides for step in steps
-                         if step.module != "embryo_xai.ground_truth")
+def test_study_runner_names_the_study_in_every_step(tmp_path: Path, monkeypatch) -> None:
+    """Every W&B step of a study gets study_name=<the study> (the study's config name unless given)."""
+    def plan(overrides: list[str]) -> list[study_runner.Step]:
+        return study_runner.plan_steps(compose_config("main", [f"out={tmp_path / 'out'}", *overrides], tmp_path))
+
+    logged = (study_runner.TRAIN, study_runner.FAITHFULNESS, study_runner.REPORT)
+    for overrides, name in ((["study=demo_scratch"], "demo_scratch"), (["study_name=mystudy"], "mystudy")):
+        steps = plan(overrides)
+        assert {step.module for step in steps} >= set(logged)
+        assert all(step.study_name == (name if step.module in logged else None) for step in steps)
+    ran = []
+    monkeypatch.setattr(study_runner.subprocess, "run", lambda command: ran.append(command) or Namespace(returncode=0))
+    report = steps[-1]
+    study_runner.run_step(report)
+    assert ran[0][-2:] == ["study_name=mystudy", f"hydra.run.dir={report.run_dir}"]
 
 
 def test_optuna_trials_are_sweep_trials_with_the_hyper_parameters_in_their_config(tmp_path: Path) -> None:
