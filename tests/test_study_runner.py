@@ -46,7 +46,7 @@ def test_ground_truth_steps(tmp_path: Path) -> None:
     assert added[0].run_dir == out / "ground_truth" / "controls" / "cnn-random"
     assert added[0].overrides[:3] == ["model=cnn", "method=random", f"train_run={out / 'train' / 'cnn'}"]
     assert added[-1].overrides == [f"runs=[{out / 'faithfulness'},{out / 'ground_truth' / 'controls'}]",
-                                   "sanity.n_images=2", "sanity.steps=3", "sanity.n_images=1"]  # study's, extra
+                                   "sanity.n_images=2", "sanity.steps=2", "sanity.n_images=1"]  # study's, extra
     assert added[-1].done == out / "ground_truth" / "ground_truth.json"
     assert with_gt[-1].overrides[0] == f"runs=[{out / 'train'},{out / 'faithfulness'},{out / 'ground_truth'}]"
     titles = [s.title for s in plan(["study=demo", "models=[abn]"], tmp_path)]
