@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from embryo_xai.analysis.bootstrap import resample_counts, resampled_means  # noqa: E402
+from embryo_xai.analysis.figures import save  # noqa: E402
 from embryo_xai.analysis.kendall import tau_b_rows  # noqa: E402
 from embryo_xai.analysis.loading import nanmean  # noqa: E402
 
@@ -121,11 +122,7 @@ def meta_evaluation_figure(result: MetaEvaluation, stem: Path) -> Path:
     ax.legend(handles, [*FAMILY_COLOURS, "controls not last"], loc="lower right", fontsize=7)
     ax.set_title("Which metric agrees with the ground truth?")
     fig.tight_layout()
-    png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=150)
-    fig.savefig(stem.with_suffix(".svg"))
-    plt.close(fig)
-    return png
+    return save(fig, stem)
 
 
 def randomisation_figure(curves: pd.DataFrame, stem: Path, threshold: float) -> Path:
@@ -140,8 +137,4 @@ def randomisation_figure(curves: pd.DataFrame, stem: Path, threshold: float) -> 
     ax.set_ylim(-0.2, 1.05)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=150)
-    fig.savefig(stem.with_suffix(".svg"))
-    plt.close(fig)
-    return png
+    return save(fig, stem)
